@@ -1,0 +1,135 @@
+"""The SQL catalogue: SQLAlchemy 2 typed models shared by the indexer and the query service.
+
+``units.id`` is the FAISS id: one unit per image, one per video segment. The schema changes only
+through Alembic revisions in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-assigns ids to an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+IMAGE = "image"
+VIDEO = "video"
+
+INDEXED = "indexed"
+FAILED = "failed"
+PENDING = "pending"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class LibraryInfo(Base):
+    """The one embedding model of this library (a single row)."""
+
+    __tablename__ = "library"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    pretrained: Mapped[str | None] = mapped_column(String(1000))
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MediaRoot(Base):
+    """A folder that was indexed: files are served only from inside such folders."""
+
+    __tablename__ = "media_roots"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        Index("ix_assets_status_kind", "status", "kind"),
+        Index("ix_assets_category", "category"),
+        Index("ix_assets_price", "price"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    fps: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Catalogue fields from manifests (shoppers filter and read these).
+    sku: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(4096))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    units: Mapped[list["Unit"]] = relationship(
+        back_populates="asset", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Unit(Base):
+    """One embedded vector: a whole image, or a segment of a video (``t_start``..``t_end``)."""
+
+    __tablename__ = "units"
+    # AUTOINCREMENT: SQLite never hands out the id of a deleted unit again, so an id that a
+    # client holds never silently points at another picture.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(
+        ForeignKey("assets.id", ondelete="CASCADE"), index=True
+    )
+    t_start: Mapped[float | None] = mapped_column(Float)
+    t_end: Mapped[float | None] = mapped_column(Float)
+    t_best: Mapped[float | None] = mapped_column(Float)
+    thumbnail: Mapped[str | None] = mapped_column(String(1000))
+
+    asset: Mapped[Asset] = relationship(back_populates="units")
+
+
+class IndexRun(Base):
+    __tablename__ = "index_runs"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    indexed: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
