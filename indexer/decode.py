@@ -1,0 +1,131 @@
+"""Decoding work done off the main thread: images in worker processes, video frames in a thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from glimpse.core.preprocess import PreprocessConfig
+from glimpse.core.media import THUMBNAIL_SIZE, ImageDecodeError, decode_image, hash_bytes, make_thumbnail
+
+
+@dataclass
+class DecodedImage:
+    path: str
+    pixels: np.ndarray | None = None
+    width: int | None = None
+    height: int | None = None
+    content_hash: str | None = None
+    thumbnail: bytes | None = None
+    error: str | None = None
+
+
+def decode_image_file(path: str, cfg: PreprocessConfig, max_pixels: int) -> DecodedImage:
+    """Read, hash, decode and preprocess one image; never raises for a bad file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return DecodedImage(path, error=f"cannot read file: {exc.strerror or exc}")
+    digest = hash_bytes(data)
+    try:
+        if not data:
+            raise ImageDecodeError("empty file")
+        img, (width, height) = decode_image(
+            data, max_pixels, draft_size=max(cfg.image_size, THUMBNAIL_SIZE)
+        )
+        return DecodedImage(
+            path,
+            pixels=cfg.to_array(img),
+            width=width,
+            height=height,
+            content_hash=digest,
+            thumbnail=make_thumbnail(img),
+        )
+    except ImageDecodeError as exc:
+        return DecodedImage(path, content_hash=digest, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a run
+        return DecodedImage(path, content_hash=digest, error=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class VideoFrames:
+    """A chunk of sampled frames of one video, preprocessed for the model."""
+
+    path: str
+    times: list[float]
+    pixels: np.ndarray
+    thumbnails: list[bytes]
+    shot_changes: list[bool]
+
+
+@dataclass
+class VideoDone:
+    path: str
+    duration: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    content_hash: str | None = None
+    frames: int = 0
+    error: str | None = None  # set when nothing usable came out
+    warning: str | None = None  # set when decoding stopped early but frames were kept
+
+
+def video_frames(
+    path: str, cfg: PreprocessConfig, fps: float, max_frames: int, mode: str, chunk: int = 16
+) -> Iterator[VideoFrames | VideoDone]:
+    """Sample one video and yield preprocessed chunks, then exactly one :class:`VideoDone`."""
+    from glimpse.indexer.scan import content_hash
+    from glimpse.indexer.video import VideoDecodeError, probe_video, sample_frames
+
+    try:
+        digest = content_hash(Path(path), "video")
+        info = probe_video(path)
+    except (VideoDecodeError, OSError) as exc:
+        yield VideoDone(path, error=_reason(exc))
+        return
+    done = VideoDone(path, info.duration, info.fps, info.width, info.height, digest)
+    buf: list = []
+    try:
+        for frame in sample_frames(
+            path, fps=fps, max_frames=max_frames, mode=mode, max_side=max(THUMBNAIL_SIZE, cfg.image_size)
+        ):
+            buf.append(frame)
+            done.frames += 1
+            if len(buf) >= chunk:
+                yield _chunk(path, buf, cfg)
+                buf = []
+    except VideoDecodeError as exc:
+        if done.frames == 0:
+            done.error = _reason(exc)
+        else:
+            done.warning = f"decoding stopped early, kept {done.frames} frames: {_reason(exc)}"
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a run
+        done.error = f"{type(exc).__name__}: {exc}"
+        buf = []
+    if done.error:
+        buf = []
+    if buf:
+        yield _chunk(path, buf, cfg)
+    if done.frames == 0 and not done.error:
+        done.error = "no frames could be decoded"
+    yield done
+
+
+def _chunk(path: str, frames: list, cfg: PreprocessConfig) -> VideoFrames:
+    images = [Image.fromarray(f.image) for f in frames]
+    return VideoFrames(
+        path,
+        times=[f.time for f in frames],
+        pixels=np.stack([cfg.to_array(im) for im in images]),
+        thumbnails=[make_thumbnail(im) for im in images],
+        shot_changes=[bool(getattr(f, "shot_change", False)) for f in frames],
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or exc)
