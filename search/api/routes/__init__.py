@@ -1,0 +1,1 @@
+"""Thin route modules: parse the request, call the engine, shape the answer."""

@@ -1,0 +1,63 @@
+"""``glimpse serve``: refuse unsafe binds, then run the app under uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+
+from glimpse.core.settings import Settings
+
+log = logging.getLogger("glimpse.api")
+
+
+class UnsafeBind(RuntimeError):
+    """Listening beyond this machine without API keys (and without ``--insecure``)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything: not loopback
+
+
+def check_bind(settings: Settings, insecure: bool = False) -> None:
+    """Raise :class:`UnsafeBind` for a non-loopback address without keys, unless ``insecure``."""
+    if is_loopback(settings.host) or settings.api_keys or insecure:
+        return
+    raise UnsafeBind(
+        f"refusing to listen on {settings.host} without API keys: anyone who can reach this address "
+        "could search the library and read its files. Set GLIMPSE_API_KEYS (comma-separated keys "
+        "clients send as `Authorization: Bearer <key>`), bind to 127.0.0.1, or pass --insecure if "
+        "another layer protects this port."
+    )
+
+
+def run_server(settings: Settings, insecure: bool = False) -> None:
+    """Serve the API on ``settings.host:settings.port`` until interrupted."""
+    check_bind(settings, insecure)
+    # Before torch and FAISS load their OpenMP runtimes: idle OpenMP threads sleep instead of
+    # spinning. On a machine whose cores are shared (or oversubscribed by torch + FAISS + BLAS
+    # pools in this one process), spinning threads starve the ones doing work: measured 8-10x
+    # slower text encoding on 2 busy cores (bench/RESULTS-query.md). An explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import uvicorn
+
+    from glimpse.search.api.app import create_app
+
+    if not is_loopback(settings.host) and not settings.api_keys:
+        log.warning("serving on %s without API keys (--insecure)", settings.host)
+    # One process: the model and the index are loaded once and shared by all requests
+    # (the thread pool and the micro-batchers give the concurrency).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,137 @@
+"""What the API process holds for its lifetime: the library, the loaded model and the search engine.
+
+Built once at start-up (the model loads then, not per request). An empty library still serves
+health and stats; the model is loaded as soon as an indexer has recorded one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+
+from glimpse.core.encoder import Encoder
+from glimpse.core.index import VectorIndex
+from glimpse.core.library import IndexSnapshot, Library
+from glimpse.core.models import ModelRef
+from glimpse.core.settings import Settings
+from glimpse.search.batching import SearchBatcher, TextBatcher, use_blas_for_query_batches
+from glimpse.search.engine import SearchEngine
+
+
+class LibraryEmpty(RuntimeError):
+    """Nothing has been indexed yet, so there is no model to embed a query with."""
+
+
+class BatchedSearchEngine(SearchEngine):
+    """The engine with concurrent text encodings and unfiltered FAISS searches micro-batched."""
+
+    text_batcher: TextBatcher | None = None
+    search_batcher: SearchBatcher | None = None
+
+    def encode_text(self, text: str) -> np.ndarray:
+        if self.text_batcher is None:
+            return super().encode_text(text)
+        return self.text_batcher.encode(text)
+
+    def search_index(
+        self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Filtered searches carry their own id selector: they run alone.
+        if allowed is not None or self.search_batcher is None:
+            return super().search_index(index, vector, k, allowed)
+        return self.search_batcher.search(index, vector, k)
+
+
+class SearchService:
+    def __init__(self, settings: Settings, *, batching: bool = True) -> None:
+        self.settings = settings
+        self.library = Library(settings)
+        self._batching = batching
+        self._model_lock = threading.Lock()
+        self._agrees: dict[int, bool] = {}  # index version -> matched the catalogue when checked
+        ref = self.library.library_model()
+        # Until something is indexed the engine only answers stats; its encoder is never loaded.
+        placeholder = Encoder(settings.model, settings.pretrained, settings.device, settings.query_cache_size)
+        self.engine = BatchedSearchEngine(self.library, placeholder, settings)
+        self.search_batcher = SearchBatcher() if batching else None
+        if batching:
+            use_blas_for_query_batches()
+        self.engine.search_batcher = self.search_batcher
+        self.encoder: Encoder | None = None
+        if ref is not None:
+            self._use_model(ref)
+
+    # -- model -----------------------------------------------------------------------------
+    def _use_model(self, ref: ModelRef) -> None:
+        s = self.settings
+        encoder = Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size).load()
+        old = self.engine.text_batcher
+        self.engine.encoder = encoder
+        self.engine.text_batcher = TextBatcher(encoder) if self._batching else None
+        self.encoder = encoder
+        if old is not None:
+            old.close()
+
+    def require_model(self) -> Encoder:
+        """The loaded encoder; loads the library's model if an indexer recorded one since start-up."""
+        if self.encoder is not None:
+            return self.encoder
+        with self._model_lock:
+            if self.encoder is None:
+                ref = self.library.library_model()
+                if ref is None:
+                    raise LibraryEmpty(
+                        f"the library at {self.library.root} has nothing indexed yet: "
+                        "run `glimpse index PATH` first"
+                    )
+                self._use_model(ref)
+        assert self.encoder is not None
+        return self.encoder
+
+    @property
+    def model_ref(self) -> ModelRef | None:
+        return self.encoder.ref if self.encoder is not None else None
+
+    # -- readiness -------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        try:
+            with self.library.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the message says which
+            checks["database"] = {"ok": False, "error": str(exc).splitlines()[0]}
+        checks["model"] = (
+            {"ok": True, "name": self.encoder.ref.name, "pretrained": self.encoder.ref.pretrained}
+            if self.encoder is not None
+            else {"ok": False, "error": "no model loaded: the library has nothing indexed yet"}
+        )
+        snapshot = self.engine.snapshot
+        agrees = checks["database"]["ok"] and self._index_agrees(snapshot)
+        checks["index"] = {"ok": agrees, "version": snapshot.version, "size": len(snapshot.index)}
+        if not agrees:
+            checks["index"]["error"] = "the loaded index and the catalogue hold different units"
+        return all(c["ok"] for c in checks.values()), checks
+
+    def _index_agrees(self, snapshot: IndexSnapshot) -> bool:
+        """Whether the served snapshot holds exactly the catalogue's indexed units.
+
+        Checked once per index version (an exact id comparison); a mismatch is checked again on
+        the next call, since an indexer publishing a new version is the usual cause.
+        """
+        if self._agrees.get(snapshot.version):
+            return True
+        live = self.library.live_unit_ids()
+        ok = bool(np.array_equal(np.sort(snapshot.index.ids()), live))
+        if ok:
+            self._agrees[snapshot.version] = True
+        return ok
+
+    def close(self) -> None:
+        for batcher in (self.engine.text_batcher, self.search_batcher):
+            if batcher is not None:
+                batcher.close()
+        self.library.close()
