@@ -1,0 +1,67 @@
+"""``glimpse ui``: run the Streamlit app as a child process pointed at the search API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Callable
+
+APP = Path(__file__).resolve().parent / "app.py"
+# Look and feel for people searching, not developing: no "Deploy" menu, one calm accent colour.
+PRESENTATION = ["--client.toolbarMode", "minimal", "--theme.primaryColor", "#4f46e5"]
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line for the UI (headless, no usage statistics)."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        *PRESENTATION,
+    ]
+
+
+def run_ui(host: str, port: int, api_url: str | None) -> int:
+    """Serve the web UI until it stops or this process is told to; returns Streamlit's exit code."""
+    env = dict(os.environ)
+    if api_url:
+        env["GLIMPSE_API_URL"] = api_url
+    process = subprocess.Popen(streamlit_command(host, port), env=env)
+    restore = _forward_termination(process)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # Streamlit got the same Ctrl-C from the terminal; give it a moment to shut down cleanly.
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+    finally:
+        restore()
+
+
+def _forward_termination(process: subprocess.Popen) -> Callable[[], None]:
+    """Pass SIGTERM/SIGHUP on to Streamlit, so stopping ``glimpse ui`` never leaves it running."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    signals = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in signals}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
