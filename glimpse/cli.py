@@ -1,0 +1,305 @@
+"""The ``glimpse`` command line: index, search, serve, ui, train, demo, db."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from typing_extensions import Annotated
+
+from glimpse.core.settings import Settings
+from glimpse.training.cli import train_command
+
+app = typer.Typer(
+    name="glimpse",
+    help="Semantic search for images and video (OpenCLIP + FAISS).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Catalogue database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    overrides: dict[str, Any] = {}
+
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Library folder (env GLIMPSE_DATA_DIR; default ./glimpse-data).")]
+
+
+@app.callback()
+def main(
+    data_dir: DataDir = None,
+    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL (env GLIMPSE_DATABASE_URL; default SQLite in the data dir).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda (env GLIMPSE_DEVICE).")] = None,
+) -> None:
+    State.overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url, "device": device}.items() if v is not None}
+
+
+def settings(**extra: Any) -> Settings:
+    values = {**State.overrides, **{k: v for k, v in extra.items() if v is not None}}
+    return Settings(**values)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def open_library(s: Settings):
+    from glimpse.core.db import DatabaseUnavailable
+    from glimpse.core.library import Library
+
+    try:
+        return Library(s)
+    except DatabaseUnavailable as exc:
+        raise fail(str(exc)) from None
+
+
+def library_encoder(s: Settings, library, explicit: bool):
+    """The encoder for this library: its recorded model, unless the user named another (refused)."""
+    from glimpse.core.encoder import Encoder
+    from glimpse.core.library import ModelMismatch
+    from glimpse.core.models import ModelRef
+
+    recorded = library.library_model()
+    if recorded is not None and not explicit:
+        ref = recorded
+    else:
+        ref = ModelRef(s.model, s.pretrained)
+    try:
+        library.check_model(ref)
+    except ModelMismatch as exc:
+        raise fail(str(exc)) from None
+    return Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size)
+
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="open_clip model name, glimpse-tiny or glimpse-demo (env GLIMPSE_MODEL; default ViT-B-32).")]
+PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Pretrained tag (downloaded once) or a local checkpoint file; 'none' for random init.")]
+
+
+@app.command()
+def index(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Folders or files to index.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="CSV or JSONL with per-item fields (path, sku, title, price, category...).")] = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per model call.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decode processes (0 = CPUs - 1).")] = None,
+    video_fps: Annotated[Optional[float], typer.Option(help="Video frames sampled per second.")] = None,
+    video_sampling: Annotated[Optional[str], typer.Option(help="fps (default) or keyframes (fast mode for huge archives).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
+    from glimpse.core.library import LibraryBusy
+    from glimpse.core.models import ModelLoadError
+    from glimpse.indexer.pipeline import Indexer
+
+    s = settings(model=model, pretrained=pretrained, batch_size=batch_size, workers=workers,
+                 video_fps=video_fps, video_sampling=video_sampling)
+    targets = list(paths or [])
+    if manifest is not None and not targets:
+        targets = [manifest.resolve().parent]
+    if not targets:
+        raise fail("give at least one folder or file to index (or --manifest)")
+    library = open_library(s)
+    encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=as_json or not err.is_terminal, transient=False) as bar:
+        task = bar.add_task("indexing", total=None, rate="")
+
+        def on_plan(plan) -> None:
+            bar.update(task, total=len(plan.todo))
+
+        def on_progress(_event: str, n: int) -> None:
+            bar.advance(task, n)
+            t = bar.tasks[0]
+            if t.elapsed:
+                bar.update(task, rate=f"{t.completed / t.elapsed:.1f} files/s")
+
+        try:
+            summary = Indexer(library, encoder, s, progress=on_progress).run(targets, on_plan=on_plan)
+        except (FileNotFoundError, LibraryBusy, ModelLoadError) as exc:
+            raise fail(str(exc)) from None
+    report: dict[str, Any] = summary.as_dict()
+    if manifest is not None:
+        from glimpse.indexer.manifest import ManifestError, import_manifest
+
+        try:
+            report["manifest"] = import_manifest(library, manifest).as_dict()
+        except ManifestError as exc:
+            raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    _print_summary(report)
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]indexed[/] {report['indexed']}  [bold]unchanged[/] {report['unchanged']}  "
+        f"[bold]removed[/] {report['removed']}  [bold]failed[/] {len(report['failed'])}  "
+        f"({report['units']} vectors added, index holds {report['index_size']}, {report['seconds']:.1f}s)"
+    )
+    for f in report["failed"]:
+        out.print(f"  [red]failed[/] {f['path']}: {f['error']}", highlight=False)
+    for w in report["warnings"]:
+        out.print(f"  [yellow]warning[/] {w['path']}: {w['warning']}", highlight=False)
+    m = report.get("manifest")
+    if m:
+        out.print(f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files")
+        for row in m["missing"][:20]:
+            out.print(f"  [yellow]missing[/] line {row['line']}: {row['path']}", highlight=False)
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")] = 10,
+    image: Annotated[Optional[Path], typer.Option(help="An example image file to search with.")] = None,
+    negative: Annotated[Optional[str], typer.Option("--not", help="Move away from this text.")] = None,
+    media: Annotated[str, typer.Option(help="all | image | video")] = "all",
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search the library with natural language and/or an example image."""
+    from glimpse.core.media import ImageDecodeError, open_image
+    from glimpse.search.engine import Query, QueryError, SearchEngine
+    from glimpse.search.moments import format_timestamp
+
+    if media not in ("all", "image", "video"):
+        raise fail("--media must be all, image or video")
+    s = settings(model=model, pretrained=pretrained)
+    library = open_library(s)
+    if library.model_info() is None:
+        raise fail(f"the library in {library.root} is empty: run `glimpse index PATH` first")
+    encoder = library_encoder(s, library, explicit=model is not None)
+    engine = SearchEngine(library, encoder, s)
+    q = Query(text=query, negative=negative, media=media, k=k)  # type: ignore[arg-type]
+    if image is not None:
+        try:
+            q.image_vector = encoder.encode_images([open_image(image, s.max_image_pixels)])[0]
+        except (ImageDecodeError, OSError) as exc:
+            raise fail(f"{image}: {exc}") from None
+    try:
+        page = engine.search(q)
+    except QueryError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        rows = []
+        for r in page.results:
+            row = {"id": r.id, "path": r.path, "kind": r.kind, "score": r.score}
+            if r.title:
+                row["title"] = r.title
+            if r.kind == "video":
+                thumb = library.root / engine.unit(r.unit_id).thumbnail if engine.unit(r.unit_id).thumbnail else None
+                row.update(start=r.start, end=r.end, best_time=r.best_time, thumbnail=str(thumb) if thumb else None)
+            rows.append(row)
+        print(json.dumps({"results": rows}, indent=2))
+        return
+    if not page.results:
+        out.print("no results")
+        return
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("score", justify="right")
+    table.add_column("item")
+    for r in page.results:
+        where = r.path
+        if r.kind == "video":
+            where += f" @ {format_timestamp(r.start)}–{format_timestamp(r.end)}"
+        if r.title:
+            where = f"{r.title}  [dim]{where}[/]"
+        table.add_row(f"{r.score:.3f}", where)
+    out.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind (env GLIMPSE_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (env GLIMPSE_PORT; default 8000).")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")] = False,
+) -> None:
+    """Serve the search API (FastAPI) over the library."""
+    from glimpse.search.api.server import UnsafeBind, run_server
+
+    s = settings(host=host, port=port)
+    try:
+        run_server(s, insecure=insecure)
+    except UnsafeBind as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Address for the web UI.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the web UI.")] = 8501,
+    api_url: Annotated[Optional[str], typer.Option(envvar="GLIMPSE_API_URL", help="The search API's URL.")] = None,
+) -> None:
+    """Serve the web UI (Streamlit), a client of the search API."""
+    from glimpse.webui.launch import run_ui
+
+    raise typer.Exit(run_ui(host=host, port=port, api_url=api_url))
+
+
+@app.command()
+def demo(
+    items: Annotated[int, typer.Option(help="Generated catalogue items.")] = 120,
+    videos: Annotated[int, typer.Option(help="Generated videos.")] = 3,
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    ui_port: Annotated[int, typer.Option(help="Web UI port.")] = 8501,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API and UI after indexing.")] = True,
+) -> None:
+    """Offline demo: generate a catalogue and videos, index them with glimpse-demo, serve API + UI."""
+    from glimpse.core.library import LibraryBusy, ModelMismatch
+    from glimpse.demo import build_demo_library, serve_demo
+
+    s = settings()
+    err.print(f"building the demo library in {s.data_dir.resolve()} (model glimpse-demo, offline)...")
+    try:
+        built = build_demo_library(s, items=items, videos=videos)
+    except (LibraryBusy, ModelMismatch) as exc:
+        raise fail(f"{exc}\n(the demo needs its own library: pass --data-dir DIR)") from None
+    _print_summary({**built.summary.as_dict(), "manifest": None})
+    out.print(f"catalogue fields attached to {built.manifest_rows} items from {built.manifest}")
+    if serve_after:
+        raise typer.Exit(serve_demo(s, port, ui_port))
+
+
+app.command("train")(train_command)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run the catalogue migrations up to the newest schema."""
+    from glimpse.core.db import current_revision
+
+    library = open_library(settings())
+    out.print(f"catalogue at revision {current_revision(library.engine)} ({library.engine.url.render_as_string(hide_password=True)})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the catalogue's schema revision."""
+    from glimpse.core.db import current_revision, make_engine
+
+    out.print(current_revision(make_engine(settings().db_url)) or "empty")
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m glimpse`
+    app(prog_name="glimpse")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
