@@ -1,0 +1,64 @@
+"""Vector shards are the truth; the FAISS index is derived from them and searched exactly."""
+
+import numpy as np
+
+from glimpse.core.index import VectorIndex
+from glimpse.core.vectors import VectorStore
+
+
+def _unit(rng, n, d=8):
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_newest_shard_wins_when_an_id_is_written_twice(tmp_path):
+    store = VectorStore(tmp_path, 8)
+    rng = np.random.default_rng(0)
+    old, new = _unit(rng, 2), _unit(rng, 1)
+    store.append(np.array([1, 2]), old)
+    store.append(np.array([2]), new)
+    ids, vecs = store.load()
+    assert ids.tolist() == [1, 2]
+    np.testing.assert_allclose(vecs[1], new[0], atol=1e-3)
+
+
+def test_leftover_temp_files_of_a_crashed_write_are_ignored_and_cleaned(tmp_path):
+    store = VectorStore(tmp_path, 8)
+    store.append(np.array([1]), _unit(np.random.default_rng(1), 1))
+    (tmp_path / ".shard-00000002-deadbeef.npz.x.tmp").write_bytes(b"half a file")
+    reopened = VectorStore(tmp_path, 8)
+    assert reopened.load()[0].tolist() == [1]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_compaction_keeps_only_live_vectors(tmp_path):
+    store = VectorStore(tmp_path, 8)
+    rng = np.random.default_rng(2)
+    for start in (0, 10, 20):
+        store.append(np.arange(start, start + 10), _unit(rng, 10))
+    store.compact(np.arange(5, 15))
+    assert len(store.shards()) == 1
+    assert store.load()[0].tolist() == list(range(5, 15))
+
+
+def test_flat_index_equals_brute_force_search(tmp_path):
+    rng = np.random.default_rng(3)
+    vecs, queries = _unit(rng, 500, 32), _unit(rng, 5, 32)
+    ids = np.arange(500) * 7 + 3
+    index = VectorIndex.build(ids, vecs, 32)
+    index.save(tmp_path / "i.faiss")
+    index = VectorIndex.load(tmp_path / "i.faiss")
+    scores, got = index.search(queries, 10)
+    brute = queries @ vecs.T
+    expected = ids[np.argsort(-brute, axis=1)[:, :10]]
+    assert (got == expected).all()
+    np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :10], rtol=1e-5, atol=1e-5)
+
+
+def test_restricted_search_returns_k_allowed_hits_even_when_they_rank_low():
+    rng = np.random.default_rng(4)
+    vecs = _unit(rng, 1000, 16)
+    index = VectorIndex.build(np.arange(1000), vecs, 16)
+    allowed = np.array([3, 500, 999])
+    scores, got = index.search(vecs[:1], 10, allowed_ids=allowed)
+    assert sorted(got[0].tolist()) == [3, 500, 999]

@@ -1,0 +1,75 @@
+"""The query path's text encoding: trimmed to the real token length (identical to open_clip's own
+``encode_text``), and cached in a bounded LRU."""
+
+from __future__ import annotations
+
+import open_clip
+import pytest
+import torch
+
+from glimpse.core.encoder import Encoder, encode_text_trimmed
+from glimpse.core.models import create_model, register_configs
+
+QUERIES = [
+    "red",
+    "a red summer dress",
+    "a truck at a loading dock at night with its lights on",  # ~13 tokens
+    "sneakers " * 30,  # ~31 tokens
+    "a very long description of a product " * 20,  # past the 77-token context: truncated
+]
+
+
+@pytest.fixture(scope="module", params=["glimpse-tiny", "ViT-B-32"])
+def model_and_tokenizer(request):
+    """The tiny config and the real default architecture (random init: no hub; same structure)."""
+    register_configs()
+    torch.manual_seed(0)
+    model = create_model(request.param, None, device="cpu")
+    return model, open_clip.get_tokenizer(request.param)
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: f"{len(q.split())}-words")
+def test_trimmed_encoding_equals_open_clips_encode_text(model_and_tokenizer, query):
+    model, tokenizer = model_and_tokenizer
+    tokens = tokenizer([query])
+    with torch.inference_mode():
+        stock = model.encode_text(tokens)
+        trimmed = encode_text_trimmed(model, tokens)
+    assert trimmed.shape == stock.shape
+    assert (trimmed - stock).abs().max().item() < 1e-5
+
+
+def test_a_batch_of_different_lengths_trims_to_the_longest(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    tokens = tokenizer(QUERIES[:4])
+    with torch.inference_mode():
+        assert (encode_text_trimmed(model, tokens) - model.encode_text(tokens)).abs().max().item() < 1e-5
+
+
+def test_the_text_cache_is_a_bounded_lru(tiny_encoder):
+    encoder = Encoder("glimpse-tiny", None, device="cpu", text_cache_size=2).load()
+    calls: list[list[str]] = []
+    real = encoder._encode_texts_uncached
+
+    def counting(texts):  # noqa: ANN001
+        calls.append(list(texts))
+        return real(texts)
+
+    encoder._encode_texts_uncached = counting  # type: ignore[method-assign]
+    a = encoder.encode_texts(["alpha"])[0]
+    encoder.encode_texts(["beta"])
+    assert encoder.encode_texts(["  alpha "])[0] is not None and calls == [["alpha"], ["beta"]]  # hit (stripped)
+    encoder.encode_texts(["gamma"])  # evicts beta, the least recently used
+    assert encoder.cached_text("beta") is None and encoder.cached_text("alpha") is not None
+    encoder.encode_texts(["beta"])
+    assert calls == [["alpha"], ["beta"], ["gamma"], ["beta"]]
+    assert torch.allclose(torch.from_numpy(encoder.cached_text("alpha")), torch.from_numpy(a))
+    assert torch.allclose(
+        torch.from_numpy(encoder.encode_texts(["alpha"])[0]), torch.from_numpy(tiny_encoder.encode_texts(["alpha"])[0]), atol=1e-6
+    )
+
+
+def test_a_zero_size_cache_caches_nothing():
+    encoder = Encoder("glimpse-tiny", None, device="cpu", text_cache_size=0).load()
+    encoder.encode_texts(["alpha"])
+    assert encoder.cached_text("alpha") is None
