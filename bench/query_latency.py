@@ -229,20 +229,22 @@ def trimmed_vs_stock(threads: int, repeats: int = 30) -> dict[str, float]:
     tokens = tokenizer([query])
     length = int(tokens.argmax(dim=-1).max()) + 1  # start token .. end token
 
-    def best_of(fn) -> float:  # noqa: ANN001
-        times = []
+    def medians(*fns) -> list[float]:  # noqa: ANN002
+        """Median time of each function, called in alternation so load changes hit all alike."""
+        times: list[list[float]] = [[] for _ in fns]
         with torch.inference_mode():
-            fn()
-            for _ in range(repeats):
-                t = time.perf_counter()
+            for fn in fns:
                 fn()
-                times.append((time.perf_counter() - t) * 1000)
-        return statistics.median(times)
+            for _ in range(repeats):
+                for fn, spent in zip(fns, times):
+                    t = time.perf_counter()
+                    fn()
+                    spent.append((time.perf_counter() - t) * 1000)
+        return [statistics.median(t) for t in times]
 
     with torch.inference_mode():
         diff = (model.encode_text(tokens) - encode_text_trimmed(model, tokens)).abs().max().item()
-    stock = best_of(lambda: model.encode_text(tokens))
-    trimmed = best_of(lambda: encode_text_trimmed(model, tokens))
+    stock, trimmed = medians(lambda: model.encode_text(tokens), lambda: encode_text_trimmed(model, tokens))
     return {"query": query, "tokens": length, "stock_ms": stock, "trimmed_ms": trimmed,
             "speedup": stock / trimmed, "max_abs_diff": diff, "threads": threads}
 
