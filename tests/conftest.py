@@ -14,18 +14,11 @@ from PIL import Image
 from glimpse.core.encoder import Encoder
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
+from glimpse.synthetic import COLOURS  # the same named colours the demo model learned
 
 POSTGRES_URL = os.environ.get(
     "GLIMPSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 180, 60),
-    "blue": (30, 60, 220),
-    "yellow": (240, 220, 40),
-    "black": (10, 10, 10),
-    "white": (245, 245, 245),
-}
 
 
 def _postgres_available() -> bool:

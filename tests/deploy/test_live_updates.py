@@ -75,8 +75,16 @@ def test_api_serves_through_an_indexing_run_and_picks_up_its_result_without_rest
     _glimpse(env, "db", "upgrade")  # what the compose `migrate` service runs
     _glimpse(env, "index", str(media))
     port = _free_port()
-    api = subprocess.Popen([sys.executable, "-m", "glimpse", "serve", "--port", str(port)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The server's output goes to a file, not a pipe nobody reads (a full pipe would block it),
+    # and every failure message below ends with its tail.
+    api_log = tmp_path / "api.log"
+    with api_log.open("w") as sink:
+        api = subprocess.Popen([sys.executable, "-m", "glimpse", "serve", "--port", str(port)], env=env,
+                               stdout=sink, stderr=subprocess.STDOUT)
+
+    def server_said() -> str:
+        return "\n--- glimpse serve output (tail) ---\n" + api_log.read_text(errors="replace")[-3000:]
+
     base = f"http://127.0.0.1:{port}"
     prober = Prober(base)
     try:
@@ -88,27 +96,27 @@ def test_api_serves_through_an_indexing_run_and_picks_up_its_result_without_rest
                     break
             except httpx.HTTPError:
                 pass
-            assert api.poll() is None, api.stderr.read()
+            assert api.poll() is None, server_said()
             time.sleep(0.3)
-        assert _paths(client) == {str(p) for p in first}
+        assert _paths(client) == {str(p) for p in first}, server_said()
         prober.start()
 
         # Another process adds items...
         added = [save_image(media / "added" / f"{i}.jpg", ("green", "yellow")[i % 2], seed=100 + i) for i in range(8)]
         _glimpse(env, "index", str(media))
         expected = {str(p) for p in first + added}
-        assert _wait_for(lambda: _paths(client) == expected), "the API never served the added items"
+        assert _wait_for(lambda: _paths(client) == expected), "the API never served the added items" + server_said()
 
         # ...then removes some; they disappear from results without a restart.
         shutil.rmtree(media / "first")
         _glimpse(env, "index", str(media))
-        assert _wait_for(lambda: _paths(client) == {str(p) for p in added}), "removed items are still served"
+        assert _wait_for(lambda: _paths(client) == {str(p) for p in added}), "removed items are still served" + server_said()
 
         prober.stop.set()
         prober.join(timeout=30)
-        assert prober.errors == []
-        assert prober.ok >= 100, f"only {prober.ok} searches ran during the indexing runs"
-        assert api.poll() is None  # the same process served throughout
+        assert prober.errors == [], server_said()
+        assert prober.ok >= 100, f"only {prober.ok} searches ran during the indexing runs" + server_said()
+        assert api.poll() is None, server_said()  # the same process served throughout
     finally:
         prober.stop.set()
         api.terminate()
