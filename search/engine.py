@@ -27,6 +27,9 @@ MOMENT_GAP = 2.0
 # A neighbouring segment joins a moment only when it scores within this much (cosine) of the
 # moment's best hit; weaker neighbours are separate, lower-ranked moments.
 MOMENT_SCORE_MARGIN = 0.05
+# Scores are reported with this many decimals, and `min_score` compares the reported value: a
+# client that passes a score it was shown must get that result back, whichever way it rounded.
+SCORE_DECIMALS = 6
 
 
 class QueryError(ValueError):
@@ -193,7 +196,9 @@ class SearchEngine:
             scores, ids = self.search_index(snapshot.index, vector, fetch, allowed)
             hits, assets = self._fetch_hits(ids[0], scores[0], q.min_score)
             results = self._group(hits, assets)
-            exhausted = fetch >= available or (q.min_score is not None and len(scores[0]) and scores[0][-1] < q.min_score)
+            exhausted = fetch >= available or (
+                q.min_score is not None and len(scores[0]) and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
+            )
             if len(results) >= want or exhausted:
                 return results, len(results) >= want
             fetch = min(available, fetch * 2)
@@ -217,7 +222,7 @@ class SearchEngine:
         view even while an indexer deletes assets."""
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
         if min_score is not None:
-            pairs = [(i, s) for i, s in pairs if s >= min_score]
+            pairs = [(i, s) for i, s in pairs if round(s, SCORE_DECIMALS) >= min_score]
         if not pairs:
             return [], {}
         # Two primary-key lookups, and the status checked here, not in SQL: given `status = ?`
@@ -342,7 +347,7 @@ def _result(asset: Asset, unit_id: int, score: float, **times: float | None) -> 
         unit_id=unit_id,
         kind=asset.kind,
         path=asset.path,
-        score=round(score, 6),
+        score=round(score, SCORE_DECIMALS),
         title=asset.title,
         metadata=metadata,
         width=asset.width,
