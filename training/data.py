@@ -137,18 +137,22 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def split_holdout(pairs: list[Pair], fraction: float) -> tuple[list[Pair], list[Pair]]:
-    """Split into (train, held out) by a hash of each image path.
+def split_holdout(pairs: list[Pair], fraction: float, base: Path | None = None) -> tuple[list[Pair], list[Pair]]:
+    """Split into (train, held out) by a hash of each image path (relative to ``base`` when inside it).
 
     The hash makes the split independent of row order and stable when rows are added, so a
-    held-out image never leaks into training on a later run over a grown manifest.
+    held-out image never leaks into training on a later run over a grown manifest. Hashing the
+    path relative to the manifest's folder keeps the split the same wherever the dataset lives.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
     threshold = int(fraction * 2**32)
     train, held = [], []
     for pair in pairs:
-        digest = hashlib.sha1(str(pair.image).encode("utf-8")).digest()
+        key = pair.image
+        if base is not None and key.is_relative_to(base):
+            key = key.relative_to(base)
+        digest = hashlib.sha1(key.as_posix().encode("utf-8")).digest()
         (held if int.from_bytes(digest[:4], "big") < threshold else train).append(pair)
     return train, held
 

@@ -100,7 +100,7 @@ def train(
     out, device = Path(out), resolve_device(device)
     torch.manual_seed(seed)
     all_pairs, skipped = read_pairs(pairs)
-    train_pairs, held_pairs = split_holdout(all_pairs, held_out)
+    train_pairs, held_pairs = split_holdout(all_pairs, held_out, base=Path(pairs).parent)
     if not train_pairs:
         raise ValueError(f"{pairs}: no usable training pairs ({len(skipped)} skipped)")
 

@@ -54,3 +54,12 @@ def test_held_out_split_is_stable_under_reordering_and_growth() -> None:
     assert {p.image for p in held} <= {p.image for p in held_grown}
     assert not {p.image for p in held} & {p.image for p in train}
     assert 150 < len(held) < 250  # about 10%
+
+
+def test_held_out_split_does_not_depend_on_where_the_dataset_lives(tmp_path: Path) -> None:
+    names = [f"img/{i}.jpg" for i in range(400)]
+    here = [Pair(tmp_path / "a" / n, n) for n in names]
+    moved = [Pair(tmp_path / "elsewhere" / "b" / n, n) for n in names]
+    _, held_here = split_holdout(here, 0.1, base=tmp_path / "a")
+    _, held_moved = split_holdout(moved, 0.1, base=tmp_path / "elsewhere" / "b")
+    assert held_here and [p.caption for p in held_here] == [p.caption for p in held_moved]
