@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from glimpse.core.library import Library
 from glimpse.core.media import open_image
-from glimpse.core.settings import Settings
-from glimpse.indexer.pipeline import Indexer
 
-# torch (via the encoder) is imported in main(): decode workers re-import this script as their
-# main module, exactly as they re-import the `glimpse` CLI, which does not import torch either.
+# Only light imports up here: decode workers re-import this script as their main module (as they
+# re-import the `glimpse` CLI), so torch, FAISS and SQLAlchemy are imported inside the functions
+# (measured: 0.5 s of CPU per worker at start-up when this script imported the library at the top).
 
 CACHE = Path(os.environ.get("GLIMPSE_BENCH_CACHE", Path(tempfile.gettempdir()) / "glimpse-bench"))
 
@@ -67,6 +65,10 @@ def encoder_only(encoder, folder: Path, batch: int) -> float:
 
 
 def end_to_end(encoder, folder: Path, batch: int, workers: int) -> float:
+    from glimpse.core.library import Library
+    from glimpse.core.settings import Settings
+    from glimpse.indexer.pipeline import Indexer
+
     data_dir = Path(tempfile.mkdtemp(prefix="glimpse-bench-lib-"))
     try:
         settings = Settings(data_dir=data_dir, model=encoder.ref.name, pretrained=encoder.ref.pretrained,
@@ -86,9 +88,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=0, help="decode processes (0 = CPUs - 1)")
+    ap.add_argument("--workers", type=int, default=0, help="decode processes (0 = one per CPU)")
     ap.add_argument("--catalogue", type=int, default=192, help="number of 1-3 MP images")
     ap.add_argument("--photos", type=int, default=96, help="number of 8-12 MP images")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each measurement counts")
     args = ap.parse_args()
     import torch
 
@@ -100,8 +103,13 @@ def main() -> None:
     for name, count, mp in (("catalogue 1-3 MP", args.catalogue, (1, 3)), ("camera 8-12 MP", args.photos, (8, 12))):
         folder = make_set(name.split()[0], count, mp)
         size_mb = sum(p.stat().st_size for p in folder.glob("*.jpg")) / count / 1e6
-        ceiling = encoder_only(encoder, folder, args.batch_size)
-        e2e = end_to_end(encoder, folder, args.batch_size, args.workers)
+        # Rounds alternate the two measurements and keep the best of each: this machine's cores
+        # are shared with other tenants, and a burst of their load should not decide the ratio.
+        ceilings, e2es = [], []
+        for _ in range(args.rounds):
+            ceilings.append(encoder_only(encoder, folder, args.batch_size))
+            e2es.append(end_to_end(encoder, folder, args.batch_size, args.workers))
+        ceiling, e2e = max(ceilings), max(e2es)
         rows.append((name, count, size_mb, ceiling, e2e, e2e / ceiling))
     print(f"\n{'set':<18}{'images':>7}{'MB/img':>8}{'encoder-only img/s':>20}{'end-to-end img/s':>18}{'ratio':>7}")
     for name, count, size_mb, ceiling, e2e, ratio in rows:

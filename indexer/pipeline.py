@@ -26,7 +26,15 @@ from glimpse.core.fsutil import atomic_write
 from glimpse.core.library import Library
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import Settings
-from glimpse.indexer.decode import DecodedImage, VideoDone, VideoFrames, decode_image_file, video_frames
+from glimpse.indexer.decode import (
+    DecodedImage,
+    VideoDone,
+    VideoFrames,
+    decode_image_file,
+    lower_priority,
+    lower_thread_priority,
+    video_frames,
+)
 from glimpse.indexer.scan import FileEntry, ScanPlan, plan_scan, walk
 
 if TYPE_CHECKING:
@@ -199,11 +207,12 @@ class Indexer:
                 t.join(timeout=5)
 
     def _workers(self) -> int:
-        if self.settings.workers:
-            return self.settings.workers
-        return max(1, (os.cpu_count() or 2) - 1)
+        # One per core: they run below the model's priority (decode.DECODER_NICENESS), so on a
+        # CPU-only machine they decode in the model's idle time and, between batches, on every core.
+        return self.settings.workers or os.cpu_count() or 1
 
     def _produce_images(self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop) -> None:
+        lower_thread_priority()  # this thread receives and unpickles decoded images
         try:
             if entries:
                 self._decode_images(entries, cfg, out, stop)
@@ -219,7 +228,7 @@ class Indexer:
         # Starting worker processes costs seconds; a small incremental run decodes in a thread
         # (Pillow releases the GIL while decoding), a big one in processes.
         small = len(entries) <= SMALL_RUN
-        pool = ThreadPoolExecutor(1) if small else ProcessPoolExecutor(self._workers(), mp_context=_mp_context())
+        pool = ThreadPoolExecutor(1, initializer=lower_thread_priority) if small else _decode_pool(self._workers())
         try:
             inflight: deque[tuple[str, Future]] = deque()
             todo = deque(str(e.path) for e in entries)
@@ -234,7 +243,7 @@ class Indexer:
                     # A decoder crashed (a hostile file can segfault a C library). Every job in
                     # flight died with it: retry each alone so only the culprit is marked failed.
                     pool.shutdown(cancel_futures=True)
-                    pool = ProcessPoolExecutor(self._workers(), mp_context=_mp_context())
+                    pool = _decode_pool(self._workers())
                     todo.extendleft(reversed([p for p, _ in inflight]))
                     inflight.clear()
                     result = _decode_isolated(path, args)
@@ -243,6 +252,7 @@ class Indexer:
             pool.shutdown(cancel_futures=True)
 
     def _produce_videos(self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop) -> None:
+        lower_thread_priority()  # the decoder's own threads, started from here, inherit it
         s = self.settings
         try:
             for entry in entries:
@@ -391,7 +401,7 @@ class Indexer:
 
 
 def _decode_isolated(path: str, args: tuple) -> DecodedImage:
-    with ProcessPoolExecutor(1, mp_context=_mp_context()) as pool:
+    with _decode_pool(1) as pool:
         try:
             return pool.submit(decode_image_file, path, *args).result()
         except BrokenProcessPool:
@@ -414,6 +424,10 @@ def _drain(q: queue.Queue) -> None:
             q.get_nowait()
     except queue.Empty:
         pass
+
+
+def _decode_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=lower_priority)
 
 
 def _mp_context():

@@ -1,4 +1,4 @@
-"""Decode workers stay light: they must not pay for importing torch."""
+"""Decode workers stay light (no torch) and yield the CPU to the model."""
 
 import subprocess
 import sys
@@ -13,3 +13,30 @@ def test_what_a_decode_worker_imports_does_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is a Linux feature")
+def test_decoders_run_below_the_models_priority_without_slowing_the_model_itself():
+    import os
+    import threading
+
+    from glimpse.indexer.decode import DECODER_NICENESS, lower_thread_priority
+    from glimpse.indexer.pipeline import _decode_pool
+
+    pool = _decode_pool(1)
+    try:
+        assert pool.submit(os.nice, 0).result(timeout=60) == DECODER_NICENESS
+    finally:
+        pool.shutdown()
+    seen: list[int] = []
+
+    def decoding_thread() -> None:
+        lower_thread_priority()
+        seen.append(os.nice(0))
+
+    before = os.nice(0)
+    thread = threading.Thread(target=decoding_thread)
+    thread.start()
+    thread.join()
+    # The decoding thread yields; the thread that runs the model (this one) keeps its priority.
+    assert seen == [DECODER_NICENESS] and os.nice(0) == before
