@@ -10,8 +10,12 @@ from typing import IO, Iterator
 
 
 @contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+def atomic_write(path: Path, mode: str = "wb", sync_dir: bool = True) -> Iterator[IO]:
+    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    ``sync_dir=False`` leaves the directory's fsync (which makes the rename durable) to the
+    caller, who writes many files into a few folders and syncs each folder once.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,7 +27,8 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

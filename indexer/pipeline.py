@@ -16,13 +16,14 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from glimpse.core.catalogue import FAILED, IMAGE, INDEXED, VIDEO, Asset, IndexRun, Unit, utcnow
-from glimpse.core.fsutil import atomic_write
+from glimpse.core.fsutil import atomic_write, fsync_dir
 from glimpse.core.library import Library
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import Settings
@@ -334,14 +335,17 @@ class Indexer:
         """One transaction + one shard for a chunk of finished assets (shard first)."""
         store = self.library.vector_store()
         with self.library.Session.begin() as s:
+            # One lookup and one flush for the whole chunk: a query per asset autoflushed every
+            # pending row one by one (0.45 s of a 0.55 s commit for 192 images).
+            existing = _existing_assets(s, [str(p.entry.path) for p in finished])
+            for ids in _chunks([a.id for a in existing.values()]):
+                s.execute(delete(Unit).where(Unit.asset_id.in_(ids)))
             new_units: list[tuple[Unit, np.ndarray, bytes]] = []
             for p in finished:
-                asset = s.scalar(select(Asset).where(Asset.path == str(p.entry.path)))
+                asset = existing.get(str(p.entry.path))
                 if asset is None:
                     asset = Asset(path=str(p.entry.path), kind=p.entry.kind)
                     s.add(asset)
-                else:
-                    s.execute(delete(Unit).where(Unit.asset_id == asset.id))
                 error = self._fill_asset(asset, p)
                 if error:
                     summary.failed.append((asset.path, error))
@@ -352,11 +356,15 @@ class Indexer:
                     s.add(unit)
                     new_units.append((unit, vec, thumb))
             s.flush()
+            folders: set[Path] = set()
             for unit, _vec, thumb in new_units:
                 path = self.library.thumbnail_path(unit.id)
-                with atomic_write(path) as fh:
+                with atomic_write(path, sync_dir=False) as fh:
                     fh.write(thumb)
+                folders.add(path.parent)
                 unit.thumbnail = str(path.relative_to(self.library.root))
+            for folder in folders:  # the renames are durable before the rows that name them
+                fsync_dir(folder)
             if new_units:
                 store.append(
                     np.array([u.id for u, _, _ in new_units], dtype=np.int64),
@@ -398,6 +406,17 @@ class Indexer:
         for seg in collapse_segments(times, vectors, self.settings.segment_threshold, end_time=end, shot_starts=shots):
             best = times.index(seg.t_best)
             yield seg.t_start, seg.t_end, seg.t_best, seg.vector, thumbs[best]
+
+
+def _chunks(values: list, size: int = 500) -> Iterator[list]:
+    """Slices of ``values`` small enough for one SQL ``IN (...)`` on every backend."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _existing_assets(s: Session, paths: list[str]) -> dict[str, Asset]:
+    """The catalogue rows of ``paths`` that already exist, by path."""
+    return {a.path: a for chunk in _chunks(paths) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk)))}
 
 
 def _decode_isolated(path: str, args: tuple) -> DecodedImage:
