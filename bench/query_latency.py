@@ -369,7 +369,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # The same OpenMP setting `glimpse serve` uses (see search/api/server.py), set before torch and
-    # FAISS load, so the in-process floor is measured the way the server runs.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The same OpenMP setting `glimpse serve` uses, made before torch and FAISS load, so the
+    # in-process floor is measured the way the server runs.
+    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+
+    let_idle_openmp_threads_sleep()
     main()

@@ -95,12 +95,15 @@ def index(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per model call.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Decode processes (0 = CPUs - 1).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decode processes (0 = one per CPU).")] = None,
     video_fps: Annotated[Optional[float], typer.Option(help="Video frames sampled per second.")] = None,
     video_sampling: Annotated[Optional[str], typer.Option(help="fps (default) or keyframes (fast mode for huge archives).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
+    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+
+    let_idle_openmp_threads_sleep()  # before torch and FAISS load
     from glimpse.core.library import LibraryBusy
     from glimpse.core.models import ModelLoadError
     from glimpse.indexer.pipeline import Indexer
@@ -262,6 +265,9 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API and UI after indexing.")] = True,
 ) -> None:
     """Offline demo: generate a catalogue and videos, index them with glimpse-demo, serve API + UI."""
+    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+
+    let_idle_openmp_threads_sleep()  # before torch and FAISS load
     from glimpse.core.library import LibraryBusy, ModelMismatch
     from glimpse.demo import build_demo_library, serve_demo
 

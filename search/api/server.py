@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 
+from glimpse.core.runtime import let_idle_openmp_threads_sleep
 from glimpse.core.settings import Settings
 
 log = logging.getLogger("glimpse.api")
@@ -40,11 +40,7 @@ def check_bind(settings: Settings, insecure: bool = False) -> None:
 def run_server(settings: Settings, insecure: bool = False) -> None:
     """Serve the API on ``settings.host:settings.port`` until interrupted."""
     check_bind(settings, insecure)
-    # Before torch and FAISS load their OpenMP runtimes: idle OpenMP threads sleep instead of
-    # spinning. On a machine whose cores are shared (or oversubscribed by torch + FAISS + BLAS
-    # pools in this one process), spinning threads starve the ones doing work: measured 8-10x
-    # slower text encoding on 2 busy cores (bench/RESULTS-query.md). An explicit setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    let_idle_openmp_threads_sleep()  # before torch and FAISS load
     import uvicorn
 
     from glimpse.search.api.app import create_app
