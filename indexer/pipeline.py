@@ -229,7 +229,8 @@ class Indexer:
         # Starting worker processes costs seconds; a small incremental run decodes in a thread
         # (Pillow releases the GIL while decoding), a big one in processes.
         small = len(entries) <= SMALL_RUN
-        pool = ThreadPoolExecutor(1, initializer=lower_thread_priority) if small else _decode_pool(self._workers())
+        # A decoding thread inherits this thread's lowered priority (Linux sets it per thread).
+        pool = ThreadPoolExecutor(1) if small else _decode_pool(self._workers())
         try:
             inflight: deque[tuple[str, Future]] = deque()
             todo = deque(str(e.path) for e in entries)

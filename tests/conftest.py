@@ -79,20 +79,25 @@ def demo_encoder() -> Encoder:
     return Encoder("glimpse-demo", None, device="cpu").load()
 
 
+def tiny_settings(data_dir: Path, database_url: str | None = None, **overrides) -> Settings:
+    """Settings for a test library: glimpse-tiny (random init) on the CPU, one decode worker."""
+    values = dict(
+        data_dir=data_dir,
+        database_url=database_url,
+        model="glimpse-tiny",
+        pretrained=None,
+        device="cpu",
+        batch_size=8,
+        workers=1,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, database_url: str | None) -> Callable[..., Settings]:
     def make(**overrides) -> Settings:
-        values = dict(
-            data_dir=tmp_path / "library",
-            database_url=database_url,
-            model="glimpse-tiny",
-            pretrained=None,
-            device="cpu",
-            batch_size=8,
-            workers=1,
-        )
-        values.update(overrides)
-        return Settings(**values)
+        return tiny_settings(tmp_path / "library", database_url, **overrides)
 
     return make
 

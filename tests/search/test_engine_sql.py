@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import event
 
+from conftest import tiny_settings
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
-from glimpse.core.settings import Settings
 from glimpse.indexer.bulk import import_vectors
 from glimpse.search.engine import Query, SearchEngine
 
 
 def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_catalogue(tmp_path, tiny_encoder):
     # SQLite only: PostgreSQL keeps statistics and plans this well by itself.
-    settings = Settings(data_dir=tmp_path / "library", model="glimpse-tiny", pretrained=None, device="cpu")
+    settings = tiny_settings(tmp_path / "library")
     library = Library(settings)
     vectors = np.random.default_rng(0).standard_normal((300, 128)).astype(np.float32)
     import_vectors(library, ModelRef("glimpse-tiny", None), [f"/elsewhere/{i}.jpg" for i in range(300)], vectors)

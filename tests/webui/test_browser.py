@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from webui_support import (  # noqa: F401  (fixtures are used by name)
-    GLIMPSE,
     PRODUCTS,
     REPO,
     Api,
@@ -20,8 +18,8 @@ from webui_support import (  # noqa: F401  (fixtures are used by name)
     catalogue_dir,
     child_env,
     free_port,
+    launch,
     stop,
-    wait_for_http,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,16 +43,9 @@ def artifacts_dir() -> Path:
 def ui_url(api: Api) -> Iterator[str]:
     """`glimpse ui` on a free port, pointed at the running API."""
     port = free_port()
-    process = subprocess.Popen(
-        [*GLIMPSE, "ui", "--host", "127.0.0.1", "--port", str(port), "--api-url", api.url],
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    process = launch(["ui", "--host", "127.0.0.1", "--port", str(port), "--api-url", api.url], port, "/_stcore/health", child_env())
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/_stcore/health", process)
         yield url
     finally:
         stop(process)

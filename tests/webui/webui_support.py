@@ -130,23 +130,23 @@ def build_library(root: Path) -> Path:
     return data_dir
 
 
-def start_api(data_dir: Path, key: str | None = None) -> Api:
-    port = free_port()
-    env = child_env(GLIMPSE_MODEL=MODEL, **({"GLIMPSE_API_KEYS": key} if key else {}))
-    process = subprocess.Popen(
-        [*GLIMPSE, "--data-dir", str(data_dir), "--device", "cpu", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{port}"
+def launch(args: list[str], port: int, health: str, env: dict[str, str]) -> subprocess.Popen:
+    """Run ``glimpse ARGS`` and wait until it answers on ``port`` at ``health``; stop it if it never does."""
+    process = subprocess.Popen([*GLIMPSE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        wait_for_http(f"{url}/healthz", process)
+        wait_for_http(f"http://127.0.0.1:{port}{health}", process)
     except Exception:
         stop(process)
         raise
-    return Api(url, data_dir, process, key)
+    return process
+
+
+def start_api(data_dir: Path, key: str | None = None) -> Api:
+    port = free_port()
+    env = child_env(GLIMPSE_MODEL=MODEL, **({"GLIMPSE_API_KEYS": key} if key else {}))
+    args = ["--data-dir", str(data_dir), "--device", "cpu", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = launch(args, port, "/healthz", env)
+    return Api(f"http://127.0.0.1:{port}", data_dir, process, key)
 
 
 # Test modules import these fixtures; each module then holds its own session-scoped copy, so the

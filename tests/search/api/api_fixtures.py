@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import save_image
+from conftest import save_image, tiny_settings
 from glimpse.core.encoder import Encoder
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
@@ -91,17 +91,7 @@ def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def api_settings(data_dir: Path, database_url: str | None, **overrides) -> Settings:
-    values = dict(
-        data_dir=data_dir,
-        database_url=database_url,
-        model="glimpse-tiny",
-        pretrained=None,
-        device="cpu",
-        batch_size=16,
-        workers=1,
-    )
-    values.update(overrides)
-    return Settings(**values)
+    return tiny_settings(data_dir, database_url, **{"batch_size": 16, **overrides})
 
 
 def index_into(settings: Settings, encoder: Encoder, *folders: Path) -> None:
