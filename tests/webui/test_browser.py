@@ -40,10 +40,11 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture
-def ui_url(api: Api) -> Iterator[str]:
+def ui_url(api: Api, tmp_path: Path) -> Iterator[str]:
     """`glimpse ui` on a free port, pointed at the running API."""
     port = free_port()
-    process = launch(["ui", "--host", "127.0.0.1", "--port", str(port), "--api-url", api.url], port, "/_stcore/health", child_env())
+    args = ["ui", "--host", "127.0.0.1", "--port", str(port), "--api-url", api.url]
+    process = launch(args, port, "/_stcore/health", child_env(), tmp_path / "ui.log")
     url = f"http://127.0.0.1:{port}"
     try:
         yield url

@@ -77,12 +77,12 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered:\n{out[-3000:]}")
+            out = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered:\n{out}")
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
@@ -130,11 +130,15 @@ def build_library(root: Path) -> Path:
     return data_dir
 
 
-def launch(args: list[str], port: int, health: str, env: dict[str, str]) -> subprocess.Popen:
-    """Run ``glimpse ARGS`` and wait until it answers on ``port`` at ``health``; stop it if it never does."""
-    process = subprocess.Popen([*GLIMPSE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+def launch(args: list[str], port: int, health: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Run ``glimpse ARGS`` and wait until it answers on ``port`` at ``health``; stop it if it never does.
+
+    Its output goes to ``log``, not to a pipe: a pipe nobody reads blocks a chatty server once full.
+    """
+    with log.open("w") as sink:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([*GLIMPSE, *args], env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}{health}", process)
+        wait_for_http(f"http://127.0.0.1:{port}{health}", process, log)
     except Exception:
         stop(process)
         raise
@@ -145,7 +149,7 @@ def start_api(data_dir: Path, key: str | None = None) -> Api:
     port = free_port()
     env = child_env(GLIMPSE_MODEL=MODEL, **({"GLIMPSE_API_KEYS": key} if key else {}))
     args = ["--data-dir", str(data_dir), "--device", "cpu", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = launch(args, port, "/healthz", env)
+    process = launch(args, port, "/healthz", env, data_dir.parent / f"serve-{port}.log")
     return Api(f"http://127.0.0.1:{port}", data_dir, process, key)
 
 
