@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,14 +17,18 @@ import torch.nn.functional as F
 
 from glimpse.core.models import ModelRef, create_model, register_configs, resolve
 from glimpse.core.preprocess import PreprocessConfig
+from glimpse.core.text_tower import pack_text_transformer
 from glimpse.core.settings import resolve_device
 
 
-def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def encode_text_trimmed(
+    model: torch.nn.Module, tokens: torch.Tensor, transformer: Callable | None = None
+) -> torch.Tensor:
     """``model.encode_text`` computed on the real token length instead of the padded context.
 
     The text tower attends causally and reads the end-of-text token, so padding after the longest
     real sequence cannot change the result; dropping it saves most of the work for short queries.
+    ``transformer`` stands in for ``model.transformer`` (the packed copy of core/text_tower.py).
     Models without that structure fall back to the stock method.
     """
     pool = getattr(model, "text_pool_type", None)
@@ -43,7 +47,7 @@ def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.T
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype)
     x = x + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=mask[:length, :length])
+    x = (transformer or model.transformer)(x, attn_mask=mask[:length, :length])
     x = model.ln_final(x)
     x = text_global_pool(x, tokens, pool, eos_token_id=eos_id)
     if model.text_projection is not None:
@@ -63,11 +67,17 @@ class Encoder:
         pretrained: str | None = None,
         device: str = "auto",
         text_cache_size: int = 1024,
+        pack_text: bool = False,
     ) -> None:
+        """``pack_text``: keep a oneDNN-packed copy of the text transformer for faster queries on
+        the CPU (core/text_tower.py); it costs the text tower's size in memory, so only the query
+        service asks for it."""
         self.ref = ModelRef(model, pretrained)
         self.device = resolve_device(device)
         self._lock = threading.Lock()
         self._model: torch.nn.Module | None = None
+        self._pack_text = pack_text
+        self._text_transformer: Callable | None = None
         self._tokenizer = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = text_cache_size
@@ -92,12 +102,20 @@ class Encoder:
         if self.device.startswith("cuda"):
             model = model.to(memory_format=torch.channels_last)
         self._tokenizer = open_clip.get_tokenizer(arch)
+        if self._pack_text:
+            self._text_transformer = pack_text_transformer(model)
         self._model = model
 
     def load(self) -> "Encoder":
         """Load now (the API does this at start-up so no request pays for it)."""
         _ = self.model
         return self
+
+    @property
+    def text_packed(self) -> bool:
+        """Whether text is encoded through the oneDNN-packed transformer (loads the model)."""
+        _ = self.model
+        return self._text_transformer is not None
 
     @property
     def dim(self) -> int:
@@ -154,7 +172,7 @@ class Encoder:
         model = self.model
         tokens = self._tokenizer(list(texts)).to(self.device)
         with self._autocast():
-            features = encode_text_trimmed(model, tokens)
+            features = encode_text_trimmed(model, tokens, self._text_transformer)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

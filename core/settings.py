@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     query_cache_size: int = Field(default=1024, ge=0)
+    pack_text_weights: bool = Field(
+        default=True, description="query service on CPU: oneDNN-packed copy of the text tower"
+    )
 
     @field_validator("media_roots", mode="before")
     @classmethod

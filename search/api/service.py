@@ -67,7 +67,9 @@ class SearchService:
     # -- model -----------------------------------------------------------------------------
     def _use_model(self, ref: ModelRef) -> None:
         s = self.settings
-        encoder = Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size).load()
+        encoder = Encoder(
+            ref.name, ref.pretrained, s.device, s.query_cache_size, pack_text=s.pack_text_weights
+        ).load()
         old = self.engine.text_batcher
         self.engine.encoder = encoder
         self.engine.text_batcher = TextBatcher(encoder) if self._batching else None

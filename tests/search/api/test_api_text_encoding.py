@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import open_clip
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from api_fixtures import api_settings, index_into
+from conftest import save_image
 from glimpse.core.encoder import Encoder, encode_text_trimmed
 from glimpse.core.models import create_model, register_configs
+from glimpse.search.api.app import create_app
 
 QUERIES = [
     "red",
@@ -73,3 +78,16 @@ def test_a_zero_size_cache_caches_nothing():
     encoder = Encoder("glimpse-tiny", None, device="cpu", text_cache_size=0).load()
     encoder.encode_texts(["alpha"])
     assert encoder.cached_text("alpha") is None
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_the_service_packs_the_text_tower_unless_told_not_to(tmp_path, tiny_encoder, pack):
+    settings = api_settings(tmp_path / "library", None, pack_text_weights=pack)
+    save_image(tmp_path / "media" / "red.jpg", "red")
+    index_into(settings, tiny_encoder, tmp_path / "media")
+    with TestClient(create_app(settings)) as client:
+        assert client.app.state.service.encoder.text_packed is pack
+        response = client.post("/v1/embed", json={"text": "a red summer dress"})
+    assert response.status_code == 200, response.text
+    expected = tiny_encoder.encode_texts(["a red summer dress"])[0]  # the model's own transformer
+    assert np.abs(np.array(response.json()["vector"]) - expected).max() < 1e-5
