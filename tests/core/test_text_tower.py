@@ -1,53 +1,18 @@
-"""The query service's oneDNN-packed text transformer: same vectors as open_clip, or not used."""
+"""When the query service's oneDNN-packed text transformer is used, and when it is not.
+
+Its vectors are checked against open_clip's ``encode_text`` in tests/search/api/test_api_text_encoding.py.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import open_clip
-import pytest
-import torch
 
 from glimpse.core import text_tower
-from glimpse.core.encoder import Encoder, encode_text_trimmed
+from glimpse.core.encoder import Encoder
 from glimpse.core.models import create_model, register_configs
 from glimpse.core.text_tower import pack_text_transformer
 
-QUERIES = [
-    "red",
-    "a red summer dress",
-    "a truck at a loading dock at night with its lights on",
-    "a very long description of a product " * 20,  # past the 77-token context: truncated
-]
-
-
-@pytest.fixture(scope="module", params=["glimpse-tiny", "ViT-B-32"])
-def model_and_tokenizer(request):
-    """The tiny config and the real default architecture (random init: no hub; same structure)."""
-    register_configs()
-    torch.manual_seed(0)
-    model = create_model(request.param, None, device="cpu")
-    return model, open_clip.get_tokenizer(request.param)
-
-
-@pytest.mark.parametrize("query", QUERIES, ids=lambda q: f"{len(q.split())}-words")
-def test_packed_encoding_equals_open_clips_encode_text(model_and_tokenizer, query):
-    model, tokenizer = model_and_tokenizer
-    packed = pack_text_transformer(model)
-    assert packed is not None, "a float32 open_clip model on the CPU is packed"
-    tokens = tokenizer([query])
-    with torch.inference_mode():
-        stock = model.encode_text(tokens)
-        fast = encode_text_trimmed(model, tokens, packed)
-    assert fast.shape == stock.shape
-    assert (fast - stock).abs().max().item() < 1e-5
-
-
-def test_a_packed_batch_of_different_lengths_equals_open_clips(model_and_tokenizer):
-    model, tokenizer = model_and_tokenizer
-    tokens = tokenizer(QUERIES)
-    with torch.inference_mode():
-        fast = encode_text_trimmed(model, tokens, pack_text_transformer(model))
-        assert (fast - model.encode_text(tokens)).abs().max().item() < 1e-5
+QUERIES = ["red", "a red summer dress", "a truck at a loading dock at night with its lights on"]
 
 
 def test_the_query_encoder_packs_on_request_only():

@@ -1,5 +1,6 @@
-"""The query path's text encoding: trimmed to the real token length (identical to open_clip's own
-``encode_text``), and cached in a bounded LRU."""
+"""The query path's text encoding: trimmed to the real token length, through the model's own or
+the oneDNN-packed transformer (identical to open_clip's own ``encode_text`` either way), and cached
+in a bounded LRU."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from api_fixtures import api_settings, index_into
 from conftest import save_image
 from glimpse.core.encoder import Encoder, encode_text_trimmed
 from glimpse.core.models import create_model, register_configs
+from glimpse.core.text_tower import pack_text_transformer
 from glimpse.search.api.app import create_app
 
 QUERIES = [
@@ -33,22 +35,34 @@ def model_and_tokenizer(request):
     return model, open_clip.get_tokenizer(request.param)
 
 
+@pytest.fixture(scope="module")
+def towers(model_and_tokenizer) -> dict:
+    """What the trimmed pass runs the tokens through: the model's own transformer (None), or the
+    oneDNN-packed copy the API uses on the CPU (core/text_tower.py)."""
+    packed = pack_text_transformer(model_and_tokenizer[0])
+    assert packed is not None, "a float32 open_clip model on the CPU is packed"
+    return {"own": None, "packed": packed}
+
+
+@pytest.mark.parametrize("tower", ["own", "packed"])
 @pytest.mark.parametrize("query", QUERIES, ids=lambda q: f"{len(q.split())}-words")
-def test_trimmed_encoding_equals_open_clips_encode_text(model_and_tokenizer, query):
+def test_trimmed_encoding_equals_open_clips_encode_text(model_and_tokenizer, towers, query, tower):
     model, tokenizer = model_and_tokenizer
     tokens = tokenizer([query])
     with torch.inference_mode():
         stock = model.encode_text(tokens)
-        trimmed = encode_text_trimmed(model, tokens)
+        trimmed = encode_text_trimmed(model, tokens, towers[tower])
     assert trimmed.shape == stock.shape
     assert (trimmed - stock).abs().max().item() < 1e-5
 
 
-def test_a_batch_of_different_lengths_trims_to_the_longest(model_and_tokenizer):
+@pytest.mark.parametrize("tower", ["own", "packed"])
+def test_a_batch_of_different_lengths_trims_to_the_longest(model_and_tokenizer, towers, tower):
     model, tokenizer = model_and_tokenizer
-    tokens = tokenizer(QUERIES[:4])
+    tokens = tokenizer(QUERIES)
     with torch.inference_mode():
-        assert (encode_text_trimmed(model, tokens) - model.encode_text(tokens)).abs().max().item() < 1e-5
+        trimmed = encode_text_trimmed(model, tokens, towers[tower])
+        assert (trimmed - model.encode_text(tokens)).abs().max().item() < 1e-5
 
 
 def test_the_text_cache_is_a_bounded_lru(tiny_encoder):
