@@ -273,6 +273,17 @@ Largest difference from open_clip's output over both: {enc["max_abs_diff"]:.1e}.
 
 
 # -- report ----------------------------------------------------------------------------------------
+def cpu_name() -> str:
+    """The CPU model as Linux names it (platform.processor() is empty there), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def report(args, runs: list[Run], fl: dict, enc: dict, build_s: float, ready_s: float, loads: list) -> str:  # noqa: ANN001
     seq, conc, cached = runs
     ratio = seq.pct(50) / fl["p50"]
@@ -300,9 +311,10 @@ distinct (so the text cache never answers) except in the cached run. Latency is 
 client, over HTTP to a real uvicorn process started with `glimpse serve`. {args.rounds} rounds, each
 of {args.requests} sequential requests, {2 * args.requests} requests from {args.clients} concurrent clients, a floor
 block and a cached block, so that load from other processes falls on every measurement alike.
-`OMP_WAIT_POLICY=PASSIVE` in the server (set by `glimpse serve`) and in this process.
+Idle OpenMP threads spin ~0.1 ms, then sleep (`GOMP_SPINCOUNT=10000`, set by `glimpse serve`),
+in the server and in this process.
 
-Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); load average
+Machine: {os.cpu_count()} CPU cores ({cpu_name()}); load average
 during the runs {", ".join(f"{x:.1f}" for x in loads)}. The benchmark's own client threads share the
 cores with the server, and on a 2-core machine a load above 2 means they competed with it: absolute
 figures are pessimistic, the ratios measured within one run are the meaningful part.
