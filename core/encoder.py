@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from glimpse.core.models import ModelRef, create_model, register_configs, resolve
 from glimpse.core.preprocess import PreprocessConfig
-from glimpse.core.text_tower import pack_text_transformer
 from glimpse.core.settings import resolve_device
+from glimpse.core.text_tower import pack_text_transformer
 
 
 def encode_text_trimmed(

@@ -2,10 +2,10 @@
 
 A short query multiplies a handful of token rows by every weight of the text tower, so on the CPU
 its time goes to streaming the weights (151 MB for ViT-B-32), not to arithmetic. oneDNN's blocked
-weight layout streams them about a quarter faster than the row-major layout PyTorch's default
-kernel reads (bench/query_latency.py measures both). The result equals open_clip's own
-``encode_text`` to float32 rounding (tests/search/api/test_api_text_encoding.py); the price is a second copy of
-the text transformer's weights in memory, which is why only the query service asks for it.
+weight layout streams them in about a quarter less time than the row-major layout PyTorch's
+default kernel reads (bench/query_latency.py --encoding-only). The result equals open_clip's own
+``encode_text`` to float32 rounding (tests/search/api/test_api_text_encoding.py). The price is a
+second copy of the text transformer's weights in memory, so only the query service asks for it.
 """
 
 from __future__ import annotations
