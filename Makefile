@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -26,10 +26,21 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
+# The lint and type gate CI runs: ruff's rules and formatter, and mypy (strict on the project's own
+# types; torch, open_clip and FAISS are loosely typed, see [tool.mypy] in pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 bench: install
 	$(BIN)/python bench/index_images.py
 	$(BIN)/python bench/video_sampling.py
 	$(BIN)/python bench/query_latency.py
 
 clean:
-	rm -rf $(VENV) glimpse-data .pytest_cache
+	rm -rf $(VENV) glimpse-data .pytest_cache .mypy_cache .ruff_cache

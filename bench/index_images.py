@@ -56,7 +56,9 @@ def make_set(name: str, count: int, mp_range: tuple[float, float]) -> Path:
 
 def encoder_only(encoder, folder: Path, batch: int) -> float:
     cfg = encoder.preprocess_config()
-    tensors = np.stack([cfg.to_array(open_image(p, 10**9, draft_size=cfg.image_size)) for p in sorted(folder.glob("*.jpg"))])
+    tensors = np.stack(
+        [cfg.to_array(open_image(p, 10**9, draft_size=cfg.image_size)) for p in sorted(folder.glob("*.jpg"))]
+    )
     encoder.encode_image_tensors(tensors[:batch])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(tensors), batch):
@@ -71,8 +73,14 @@ def end_to_end(encoder, folder: Path, batch: int, workers: int) -> float:
 
     data_dir = Path(tempfile.mkdtemp(prefix="glimpse-bench-lib-"))
     try:
-        settings = Settings(data_dir=data_dir, model=encoder.ref.name, pretrained=encoder.ref.pretrained,
-                            batch_size=batch, workers=workers, device=encoder.device)
+        settings = Settings(
+            data_dir=data_dir,
+            model=encoder.ref.name,
+            pretrained=encoder.ref.pretrained,
+            batch_size=batch,
+            workers=workers,
+            device=encoder.device,
+        )
         library = Library(settings)
         start = time.perf_counter()
         summary = Indexer(library, encoder, settings).run([folder])
@@ -91,16 +99,26 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="decode processes (0 = one per CPU)")
     ap.add_argument("--catalogue", type=int, default=192, help="number of 1-3 MP images")
     ap.add_argument("--photos", type=int, default=96, help="number of 8-12 MP images")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median of the per-round ratios is reported")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="alternating rounds; the median of the per-round ratios is reported",
+    )
     args = ap.parse_args()
     import torch
 
     from glimpse.core.encoder import Encoder
 
-    print(f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}, model: {args.model} (random init)")
+    print(
+        f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}, model: {args.model} (random init)"
+    )
     encoder = Encoder(args.model, None, device="auto").load()
     rows = []
-    for name, count, mp in (("catalogue 1-3 MP", args.catalogue, (1, 3)), ("camera 8-12 MP", args.photos, (8, 12))):
+    for name, count, mp in (
+        ("catalogue 1-3 MP", args.catalogue, (1, 3)),
+        ("camera 8-12 MP", args.photos, (8, 12)),
+    ):
         folder = make_set(name.split()[0], count, mp)
         size_mb = sum(p.stat().st_size for p in folder.glob("*.jpg")) / count / 1e6
         # Rounds alternate the two measurements, and the ratio is taken within each round, then
@@ -110,12 +128,17 @@ def main() -> None:
         for _ in range(args.rounds):
             ceilings.append(encoder_only(encoder, folder, args.batch_size))
             e2es.append(end_to_end(encoder, folder, args.batch_size, args.workers))
-            print(f"{name}: encoder-only {ceilings[-1]:.1f} img/s, end-to-end {e2es[-1]:.1f} img/s, "
-                  f"ratio {e2es[-1] / ceilings[-1]:.2f}", flush=True)
+            print(
+                f"{name}: encoder-only {ceilings[-1]:.1f} img/s, end-to-end {e2es[-1]:.1f} img/s, "
+                f"ratio {e2es[-1] / ceilings[-1]:.2f}",
+                flush=True,
+            )
         ceiling, e2e = float(np.median(ceilings)), float(np.median(e2es))
         ratio = float(np.median(np.divide(e2es, ceilings)))
         rows.append((name, count, size_mb, ceiling, e2e, ratio))
-    print(f"\n{'set':<18}{'images':>7}{'MB/img':>8}{'encoder-only img/s':>20}{'end-to-end img/s':>18}{'ratio':>7}")
+    print(
+        f"\n{'set':<18}{'images':>7}{'MB/img':>8}{'encoder-only img/s':>20}{'end-to-end img/s':>18}{'ratio':>7}"
+    )
     for name, count, size_mb, ceiling, e2e, ratio in rows:
         print(f"{name:<18}{count:>7}{size_mb:>8.2f}{ceiling:>20.1f}{e2e:>18.1f}{ratio:>7.2f}")
 

@@ -43,14 +43,96 @@ MODEL = "ViT-B-32"
 DIM = 512
 REPO = Path(__file__).resolve().parent.parent
 
-ADJECTIVES = ["small", "large", "old", "new", "shiny", "dusty", "wooden", "metal", "striped", "bright",
-              "dark", "empty", "busy", "quiet", "wet", "frozen", "broken", "tiny", "huge", "plain"]
-COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple", "grey", "brown", "pink", "silver"]
-NOUNS = ["car", "truck", "dress", "shoe", "bicycle", "house", "boat", "dog", "cat", "chair", "table", "lamp",
-         "bag", "hat", "train", "bus", "tree", "bridge", "horse", "kite", "guitar", "clock", "cup", "door",
-         "window", "phone", "camera", "jacket", "tent", "sofa"]
-PLACES = ["street", "beach", "forest", "kitchen", "garden", "harbour", "station", "market", "field", "roof",
-          "road", "park", "shop", "desk", "lake", "hill", "yard", "dock", "bridge", "farm"]
+ADJECTIVES = [
+    "small",
+    "large",
+    "old",
+    "new",
+    "shiny",
+    "dusty",
+    "wooden",
+    "metal",
+    "striped",
+    "bright",
+    "dark",
+    "empty",
+    "busy",
+    "quiet",
+    "wet",
+    "frozen",
+    "broken",
+    "tiny",
+    "huge",
+    "plain",
+]
+COLOURS = [
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "black",
+    "white",
+    "orange",
+    "purple",
+    "grey",
+    "brown",
+    "pink",
+    "silver",
+]
+NOUNS = [
+    "car",
+    "truck",
+    "dress",
+    "shoe",
+    "bicycle",
+    "house",
+    "boat",
+    "dog",
+    "cat",
+    "chair",
+    "table",
+    "lamp",
+    "bag",
+    "hat",
+    "train",
+    "bus",
+    "tree",
+    "bridge",
+    "horse",
+    "kite",
+    "guitar",
+    "clock",
+    "cup",
+    "door",
+    "window",
+    "phone",
+    "camera",
+    "jacket",
+    "tent",
+    "sofa",
+]
+PLACES = [
+    "street",
+    "beach",
+    "forest",
+    "kitchen",
+    "garden",
+    "harbour",
+    "station",
+    "market",
+    "field",
+    "roof",
+    "road",
+    "park",
+    "shop",
+    "desk",
+    "lake",
+    "hill",
+    "yard",
+    "dock",
+    "bridge",
+    "farm",
+]
 
 
 def distinct_queries() -> list[str]:
@@ -76,7 +158,9 @@ def build_library(data_dir: Path, n: int) -> float:
             if (info.model_name, info.dim, have) == (MODEL, DIM, n):
                 print(f"reusing {data_dir} ({n:,} vectors)", flush=True)
                 return 0.0
-            raise SystemExit(f"{data_dir} holds another library ({have:,} vectors of {info.model_name}); pick another --data-dir")
+            raise SystemExit(
+                f"{data_dir} holds another library ({have:,} vectors of {info.model_name}); pick another --data-dir"
+            )
         print(f"importing {n:,} random vectors into {data_dir} ...", flush=True)
         vectors = np.random.default_rng(0).standard_normal((n, DIM), dtype=np.float32)
         paths = [f"/bench/item-{i:08d}.jpg" for i in range(n)]
@@ -101,7 +185,9 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
     return subprocess.Popen(
         [sys.executable, "-m", "glimpse", "--data-dir", str(data_dir), "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -178,7 +264,12 @@ def concurrent(url: str, queries: list[str], k: int, clients: int) -> Run:
     started = time.perf_counter()
     for t in threads:
         t.join()
-    return Run(f"{clients} concurrent clients", clients, [x for part in lat for x in part], time.perf_counter() - started)
+    return Run(
+        f"{clients} concurrent clients",
+        clients,
+        [x for part in lat for x in part],
+        time.perf_counter() - started,
+    )
 
 
 # -- in-process floor ----------------------------------------------------------------------------
@@ -209,8 +300,11 @@ class Floor:
     def summary(self) -> dict[str, float]:
         total = np.add(self.encode_ms, self.search_ms)
         return {
-            "n": len(total), "p50": float(np.median(total)), "p95": float(np.percentile(total, 95)),
-            "encode_p50": float(np.median(self.encode_ms)), "search_p50": float(np.median(self.search_ms)),
+            "n": len(total),
+            "p50": float(np.median(total)),
+            "p95": float(np.percentile(total, 95)),
+            "encode_p50": float(np.median(self.encode_ms)),
+            "search_p50": float(np.median(self.search_ms)),
         }
 
 
@@ -232,34 +326,43 @@ def trimmed_vs_stock(threads: int, repeats: int = 30) -> dict[str, float]:
     tokens = tokenizer([query])
     length = int(tokens.argmax(dim=-1).max()) + 1  # start token .. end token
 
-    def medians(*fns) -> list[float]:  # noqa: ANN002
+    def medians(*fns) -> list[float]:
         """Median time of each function, called in alternation so load changes hit all alike."""
         times: list[list[float]] = [[] for _ in fns]
         with torch.inference_mode():
             for fn in fns:
                 fn()
             for _ in range(repeats):
-                for fn, spent in zip(fns, times):
+                for fn, spent in zip(fns, times, strict=True):
                     t = time.perf_counter()
                     fn()
                     spent.append((time.perf_counter() - t) * 1000)
         return [statistics.median(t) for t in times]
 
-    def stock():  # noqa: ANN202
+    def stock():
         return model.encode_text(tokens)
 
-    def trimmed():  # noqa: ANN202
+    def trimmed():
         return encode_text_trimmed(model, tokens)
 
-    def served():  # noqa: ANN202
+    def served():
         return encode_text_trimmed(model, tokens, packed)
 
     with torch.inference_mode():
         diff = max((stock() - fn()).abs().max().item() for fn in (trimmed, served))
     stock_ms, trimmed_ms, served_ms = medians(stock, trimmed, served)
-    return {"query": query, "tokens": length, "stock_ms": stock_ms, "trimmed_ms": trimmed_ms,
-            "served_ms": served_ms, "packed": packed is not None, "speedup": stock_ms / served_ms,
-            "trim_speedup": stock_ms / trimmed_ms, "max_abs_diff": diff, "threads": threads}
+    return {
+        "query": query,
+        "tokens": length,
+        "stock_ms": stock_ms,
+        "trimmed_ms": trimmed_ms,
+        "served_ms": served_ms,
+        "packed": packed is not None,
+        "speedup": stock_ms / served_ms,
+        "trim_speedup": stock_ms / trimmed_ms,
+        "max_abs_diff": diff,
+        "threads": threads,
+    }
 
 
 def encoding_report(enc: dict) -> str:
@@ -284,8 +387,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def report(args, runs: list[Run], fl: dict, enc: dict, build_s: float, ready_s: float, loads: list) -> str:  # noqa: ANN001
-    seq, conc, cached = runs
+def report(args, runs: list[Run], fl: dict, enc: dict, build_s: float, ready_s: float, loads: list) -> str:
+    seq, conc, _cached = runs
     ratio = seq.pct(50) / fl["p50"]
     gain = conc.qps / seq.qps
     ok = lambda good: "**met**" if good else "**missed**"  # noqa: E731
@@ -293,8 +396,10 @@ def report(args, runs: list[Run], fl: dict, enc: dict, build_s: float, ready_s: 
         f"| {r.name} | {r.clients} | {len(r.latencies_ms)} | {r.pct(50):.1f} | {r.pct(95):.1f} | {r.pct(99):.1f} | {r.qps:.2f} |"
         for r in runs
     )
-    cmd = (f".venv/bin/python bench/query_latency.py --vectors {args.vectors} --requests {args.requests} "
-           f"--rounds {args.rounds} --clients {args.clients}")
+    cmd = (
+        f".venv/bin/python bench/query_latency.py --vectors {args.vectors} --requests {args.requests} "
+        f"--rounds {args.rounds} --clients {args.clients}"
+    )
     return f"""# Query latency: `glimpse serve` over HTTP
 
 Command (from the repository root):
@@ -349,19 +454,29 @@ multi-query search, which FAISS computes as a matrix product over the index
 
 
 def merge(runs: list[Run]) -> Run:
-    return Run(runs[0].name, runs[0].clients, [x for r in runs for x in r.latencies_ms], sum(r.seconds for r in runs))
+    return Run(
+        runs[0].name, runs[0].clients, [x for r in runs for x in r.latencies_ms], sum(r.seconds for r in runs)
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vectors", type=int, default=1_000_000, help="stored vectors in the library")
-    parser.add_argument("--data-dir", type=Path, default=None, help="library folder (default /tmp/glimpse-bench-query-N)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="library folder (default /tmp/glimpse-bench-query-N)"
+    )
     parser.add_argument("--requests", type=int, default=40, help="sequential requests per round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of sequential / concurrent / floor blocks")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of sequential / concurrent / floor blocks"
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="threads for the trimmed-vs-stock timing")
-    parser.add_argument("--encoding-only", action="store_true", help="only the trimmed-vs-stock timing (step 5)")
+    parser.add_argument(
+        "--encoding-only", action="store_true", help="only the trimmed-vs-stock timing (step 5)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-query.md")
     args = parser.parse_args()
     if args.encoding_only:
@@ -390,10 +505,15 @@ def main() -> None:
             seqs.append(sequential(url, seq_queries, args.k, "sequential, distinct queries"))
             concs.append(concurrent(url, take(2 * args.requests), args.k, args.clients))
             floor.measure(take(max(args.requests // 2, 10)))  # the server idles meanwhile
-            cached.append(sequential(url, seq_queries[: args.requests // 2], args.k, "sequential, cached queries"))
+            cached.append(
+                sequential(url, seq_queries[: args.requests // 2], args.k, "sequential, cached queries")
+            )
             loads.append(os.getloadavg()[0])
-            print(f"round {round_no + 1}: sequential p50 {seqs[-1].pct(50):.1f} ms {seqs[-1].qps:.2f} QPS; "
-                  f"concurrent {concs[-1].qps:.2f} QPS; floor p50 {floor.summary()['p50']:.1f} ms; load {loads[-1]:.1f}", flush=True)
+            print(
+                f"round {round_no + 1}: sequential p50 {seqs[-1].pct(50):.1f} ms {seqs[-1].qps:.2f} QPS; "
+                f"concurrent {concs[-1].qps:.2f} QPS; floor p50 {floor.summary()['p50']:.1f} ms; load {loads[-1]:.1f}",
+                flush=True,
+            )
         fl = floor.summary()
         del floor
     finally:

@@ -47,7 +47,9 @@ def _texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         coarse = rng.standard_normal((height // block + 2, width // block + 2)).astype(np.float32)
         fine = np.repeat(np.repeat(coarse, block, 0), block, 1)[:height, :width]
         half = block // 2
-        fine = (fine + np.roll(fine, half, 0) + np.roll(fine, half, 1) + np.roll(fine, (half, half), (0, 1))) / 4
+        fine = (
+            fine + np.roll(fine, half, 0) + np.roll(fine, half, 1) + np.roll(fine, (half, half), (0, 1))
+        ) / 4
         texture += amplitude * fine
     texture = (texture - texture.min()) / (texture.max() - texture.min()) * 200 + 28
     return texture.astype(np.uint8)
@@ -234,9 +236,7 @@ def main() -> int:
     parser.add_argument(
         "--compare-decord", action="store_true", help="also time decord's get_batch (slow: minutes)"
     )
-    parser.add_argument(
-        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "glimpse-bench"
-    )
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "glimpse-bench")
     args = parser.parse_args()
 
     clip = benchmark_clip(args.cache_dir, args.minutes, args.unique_minutes, args.preset)

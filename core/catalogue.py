@@ -7,7 +7,7 @@ through Alembic revisions in ``migrations/versions``.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -38,7 +38,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
 
 
 class LibraryInfo(Base):
@@ -92,11 +92,9 @@ class Asset(Base):
     url: Mapped[str | None] = mapped_column(String(4096))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
-    units: Mapped[list["Unit"]] = relationship(
+    units: Mapped[list[Unit]] = relationship(
         back_populates="asset", cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -107,12 +105,10 @@ class Unit(Base):
     __tablename__ = "units"
     # AUTOINCREMENT: SQLite never hands out the id of a deleted unit again, so an id that a
     # client holds never silently points at another picture.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    asset_id: Mapped[int] = mapped_column(
-        ForeignKey("assets.id", ondelete="CASCADE"), index=True
-    )
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
     t_start: Mapped[float | None] = mapped_column(Float)
     t_end: Mapped[float | None] = mapped_column(Float)
     t_best: Mapped[float | None] = mapped_column(Float)

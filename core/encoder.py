@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -106,7 +106,7 @@ class Encoder:
             self._text_transformer = pack_text_transformer(model)
         self._model = model
 
-    def load(self) -> "Encoder":
+    def load(self) -> Encoder:
         """Load now (the API does this at start-up so no request pays for it)."""
         _ = self.model
         return self
@@ -179,12 +179,12 @@ class Encoder:
         """Encode texts into (N, D) unit vectors; repeated texts come from a bounded LRU cache."""
         texts = [t.strip() for t in texts]
         out: list[np.ndarray | None] = [self._cache_get(t) for t in texts]
-        missing = sorted({t for t, v in zip(texts, out) if v is None})
+        missing = sorted({t for t, v in zip(texts, out, strict=True) if v is None})
         if missing:
-            fresh = dict(zip(missing, self._encode_texts_uncached(missing)))
+            fresh = dict(zip(missing, self._encode_texts_uncached(missing), strict=True))
             for t, v in fresh.items():
                 self._cache_put(t, v)
-            out = [v if v is not None else fresh[t] for t, v in zip(texts, out)]
+            out = [v if v is not None else fresh[t] for t, v in zip(texts, out, strict=True)]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(out).astype(np.float32, copy=False)

@@ -21,7 +21,7 @@ class VectorIndex:
         self._index = index
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> "VectorIndex":
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         if len(ids):
             index.add_with_ids(
@@ -31,7 +31,7 @@ class VectorIndex:
         return cls(index)
 
     @classmethod
-    def load(cls, path: Path) -> "VectorIndex":
+    def load(cls, path: Path) -> VectorIndex:
         return cls(faiss.read_index(str(path)))
 
     def save(self, path: Path) -> None:
@@ -51,8 +51,10 @@ class VectorIndex:
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (all must be present)."""
-        return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros(
-            (0, self.dim), dtype=np.float32
+        return (
+            np.stack([self._index.reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else np.zeros((0, self.dim), dtype=np.float32)
         )
 
     def search(

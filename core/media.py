@@ -71,15 +71,13 @@ def decode_image(
             img.seek(0)  # animated GIF/WebP: the first frame stands for the file
         img.load()
         img = ImageOps.exif_transpose(img) or img
-        if img.width < img.height and width > height or img.width > img.height and width < height:
+        if (img.width < img.height and width > height) or (img.width > img.height and width < height):
             width, height = height, width  # EXIF rotated it by 90 degrees
         return to_rgb(img), (width, height)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(
-            f"not a supported image (allowed: {', '.join(ALLOWED_FORMATS)})"
-        ) from None
+        raise ImageDecodeError(f"not a supported image (allowed: {', '.join(ALLOWED_FORMATS)})") from None
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fired first (far above our limit): same refusal, our wording.
         raise ImageTooLarge(f"image exceeds the limit of {max_pixels:,} pixels ({exc})") from None

@@ -92,7 +92,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling refusal is reported the same way
+    except Exception as exc:
         raise ModelLoadError(
             f"cannot read {path} as a weights-only checkpoint ({exc}); "
             "convert it to .safetensors or save a plain state_dict"
@@ -118,8 +118,7 @@ def create_model(name: str, pretrained: str | None = None, device: str | torch.d
     arch, weights = resolve(name, pretrained)
     if arch not in open_clip.list_models():
         raise ModelLoadError(
-            f"unknown model {name!r}; use an open_clip name (e.g. ViT-B-32), "
-            f"{TINY_MODEL!r} or {DEMO_MODEL!r}"
+            f"unknown model {name!r}; use an open_clip name (e.g. ViT-B-32), {TINY_MODEL!r} or {DEMO_MODEL!r}"
         )
     if weights is None or is_local_file(weights):
         torch.manual_seed(INIT_SEED)
@@ -130,7 +129,7 @@ def create_model(name: str, pretrained: str | None = None, device: str | torch.d
     else:
         try:
             model = open_clip.create_model(arch, pretrained=weights)
-        except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
+        except Exception as exc:
             raise ModelLoadError(
                 f"could not download weights {weights!r} for {arch} ({type(exc).__name__}: {exc}). "
                 f"Without internet access, pass a local checkpoint instead: "

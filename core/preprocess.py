@@ -37,10 +37,12 @@ class PreprocessConfig:
         else:
             new_w, new_h = int(size * w / h), size
         if (new_w, new_h) != (w, h):
-            resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+            resample = (
+                Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+            )
             img = img.resize((new_w, new_h), resample)
-        left = int(round((new_w - size) / 2.0))
-        top = int(round((new_h - size) / 2.0))
+        left = round((new_w - size) / 2.0)
+        top = round((new_h - size) / 2.0)
         img = img.crop((left, top, left + size, top + size))
         arr = np.asarray(img, dtype=np.float32) / 255.0
         arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)

@@ -11,7 +11,7 @@ second copy of the text transformer's weights in memory, so only the query servi
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
-from typing_extensions import Annotated
 
 from glimpse.core.settings import Settings
 from glimpse.training.cli import train_command
@@ -31,19 +37,29 @@ err = Console(stderr=True)
 
 
 class State:
-    overrides: dict[str, Any] = {}
+    overrides: ClassVar[dict[str, Any]] = {}
 
 
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Library folder (env GLIMPSE_DATA_DIR; default ./glimpse-data).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Library folder (env GLIMPSE_DATA_DIR; default ./glimpse-data)."),
+]
 
 
 @app.callback()
 def main(
     data_dir: DataDir = None,
-    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL (env GLIMPSE_DATABASE_URL; default SQLite in the data dir).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda (env GLIMPSE_DEVICE).")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL (env GLIMPSE_DATABASE_URL; default SQLite in the data dir)."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (env GLIMPSE_DEVICE).")] = None,
 ) -> None:
-    State.overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url, "device": device}.items() if v is not None}
+    State.overrides = {
+        k: v
+        for k, v in {"data_dir": data_dir, "database_url": database_url, "device": device}.items()
+        if v is not None
+    }
 
 
 def settings(**extra: Any) -> Settings:
@@ -84,20 +100,37 @@ def library_encoder(s: Settings, library, explicit: bool):
     return Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size)
 
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="open_clip model name, glimpse-tiny or glimpse-demo (env GLIMPSE_MODEL; default ViT-B-32).")]
-PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Pretrained tag (downloaded once) or a local checkpoint file; 'none' for random init.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="open_clip model name, glimpse-tiny or glimpse-demo (env GLIMPSE_MODEL; default ViT-B-32).",
+    ),
+]
+PretrainedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        help="Pretrained tag (downloaded once) or a local checkpoint file; 'none' for random init.",
+    ),
+]
 
 
 @app.command()
 def index(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Folders or files to index.")] = None,
-    manifest: Annotated[Optional[Path], typer.Option(help="CSV or JSONL with per-item fields (path, sku, title, price, category...).")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Folders or files to index.")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="CSV or JSONL with per-item fields (path, sku, title, price, category...)."),
+    ] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per model call.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Decode processes (0 = one per CPU).")] = None,
-    video_fps: Annotated[Optional[float], typer.Option(help="Video frames sampled per second.")] = None,
-    video_sampling: Annotated[Optional[str], typer.Option(help="fps (default) or keyframes (fast mode for huge archives).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model call.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decode processes (0 = one per CPU).")] = None,
+    video_fps: Annotated[float | None, typer.Option(help="Video frames sampled per second.")] = None,
+    video_sampling: Annotated[
+        str | None, typer.Option(help="fps (default) or keyframes (fast mode for huge archives).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
@@ -108,8 +141,14 @@ def index(
     from glimpse.core.models import ModelLoadError
     from glimpse.indexer.pipeline import Indexer
 
-    s = settings(model=model, pretrained=pretrained, batch_size=batch_size, workers=workers,
-                 video_fps=video_fps, video_sampling=video_sampling)
+    s = settings(
+        model=model,
+        pretrained=pretrained,
+        batch_size=batch_size,
+        workers=workers,
+        video_fps=video_fps,
+        video_sampling=video_sampling,
+    )
     targets = list(paths or [])
     if manifest is not None and not targets:
         targets = [manifest.resolve().parent]
@@ -117,8 +156,15 @@ def index(
         raise fail("give at least one folder or file to index (or --manifest)")
     library = open_library(s)
     encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, disable=as_json or not err.is_terminal, transient=False) as bar:
         task = bar.add_task("indexing", total=None, rate="")
 
@@ -168,10 +214,10 @@ def _print_summary(report: dict[str, Any]) -> None:
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words.")] = None,
+    query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")] = 10,
-    image: Annotated[Optional[Path], typer.Option(help="An example image file to search with.")] = None,
-    negative: Annotated[Optional[str], typer.Option("--not", help="Move away from this text.")] = None,
+    image: Annotated[Path | None, typer.Option(help="An example image file to search with.")] = None,
+    negative: Annotated[str | None, typer.Option("--not", help="Move away from this text.")] = None,
     media: Annotated[str, typer.Option(help="all | image | video")] = "all",
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
@@ -207,8 +253,14 @@ def search(
             if r.title:
                 row["title"] = r.title
             if r.kind == "video":
-                thumb = library.root / engine.unit(r.unit_id).thumbnail if engine.unit(r.unit_id).thumbnail else None
-                row.update(start=r.start, end=r.end, best_time=r.best_time, thumbnail=str(thumb) if thumb else None)
+                thumb = (
+                    library.root / engine.unit(r.unit_id).thumbnail
+                    if engine.unit(r.unit_id).thumbnail
+                    else None
+                )
+                row.update(
+                    start=r.start, end=r.end, best_time=r.best_time, thumbnail=str(thumb) if thumb else None
+                )
             rows.append(row)
         print(json.dumps({"results": rows}, indent=2))
         return
@@ -230,9 +282,13 @@ def search(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (env GLIMPSE_HOST; default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (env GLIMPSE_PORT; default 8000).")] = None,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")] = False,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (env GLIMPSE_HOST; default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env GLIMPSE_PORT; default 8000).")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")
+    ] = False,
 ) -> None:
     """Serve the search API (FastAPI) over the library."""
     from glimpse.search.api.server import UnsafeBind, run_server
@@ -248,7 +304,9 @@ def serve(
 def ui(
     host: Annotated[str, typer.Option(help="Address for the web UI.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for the web UI.")] = 8501,
-    api_url: Annotated[Optional[str], typer.Option(envvar="GLIMPSE_API_URL", help="The search API's URL.")] = None,
+    api_url: Annotated[
+        str | None, typer.Option(envvar="GLIMPSE_API_URL", help="The search API's URL.")
+    ] = None,
 ) -> None:
     """Serve the web UI (Streamlit), a client of the search API."""
     from glimpse.webui.launch import run_ui
@@ -262,7 +320,9 @@ def demo(
     videos: Annotated[int, typer.Option(help="Generated videos.")] = 3,
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
     ui_port: Annotated[int, typer.Option(help="Web UI port.")] = 8501,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API and UI after indexing.")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API and UI after indexing.")
+    ] = True,
 ) -> None:
     """Offline demo: generate a catalogue and videos, index them with glimpse-demo, serve API + UI."""
     from glimpse.core.runtime import let_idle_openmp_threads_sleep
@@ -292,7 +352,9 @@ def db_upgrade() -> None:
     from glimpse.core.db import current_revision
 
     library = open_library(settings())
-    out.print(f"catalogue at revision {current_revision(library.engine)} ({library.engine.url.render_as_string(hide_password=True)})")
+    out.print(
+        f"catalogue at revision {current_revision(library.engine)} ({library.engine.url.render_as_string(hide_password=True)})"
+    )
 
 
 @db_app.command("current")

@@ -64,8 +64,13 @@ def serve_demo(settings: Settings, port: int, ui_port: int) -> int:
         if not _wait_healthy(f"{api_url}/readyz", api, timeout=120):
             print("error: the API did not become ready; see its log above", file=sys.stderr)
             return 1
-        ui = subprocess.Popen([*glimpse, "ui", "--host", "127.0.0.1", "--port", str(ui_port), "--api-url", api_url], env=env)
-        print(f"\n  Search API:  {api_url}/docs\n  Web UI:      http://127.0.0.1:{ui_port}\n\n  Ctrl-C stops both.\n", flush=True)
+        ui = subprocess.Popen(
+            [*glimpse, "ui", "--host", "127.0.0.1", "--port", str(ui_port), "--api-url", api_url], env=env
+        )
+        print(
+            f"\n  Search API:  {api_url}/docs\n  Web UI:      http://127.0.0.1:{ui_port}\n\n  Ctrl-C stops both.\n",
+            flush=True,
+        )
         while api.poll() is None and ui.poll() is None:
             time.sleep(0.5)
         return api.returncode or (ui.returncode if ui else 0) or 0

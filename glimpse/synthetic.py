@@ -177,7 +177,9 @@ def draw_shape(draw: ImageDraw.ImageDraw, scene: Scene, canvas: tuple[int, int])
     # Positions are relative to the central square, which is what a centre crop keeps.
     cx = width / 2 + (px - 0.5 + scene.offset[0]) * side
     cy = height / 2 + (py - 0.5 + scene.offset[1]) * side
-    fill = tuple(max(0, min(255, v + j)) for v, j in zip(COLOURS[scene.colour], scene.rgb_jitter))
+    fill = tuple(
+        max(0, min(255, v + j)) for v, j in zip(COLOURS[scene.colour], scene.rgb_jitter, strict=True)
+    )
     if scene.shape == "circle":
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
     elif scene.shape == "ring":
@@ -289,9 +291,7 @@ def make_pairs(
             scene = random_scene(rng)
             relative = f"images/{i:06d}.{image_format}"
             _save(render(scene, image_size), out_dir / relative)
-            writer.writerow(
-                {"image": relative, "caption": random_caption(scene, rng)} | _scene_fields(scene)
-            )
+            writer.writerow({"image": relative, "caption": random_caption(scene, rng)} | _scene_fields(scene))
     return manifest
 
 
@@ -375,7 +375,7 @@ def _make_video(path: Path, seed: int, index: int, size: tuple[int, int], fps: i
             scenes.append(scene)
     durations = [rng.choice((3, 4)) for _ in scenes]
     segments, start = [], 0.0
-    for scene, seconds in zip(scenes, durations):
+    for scene, seconds in zip(scenes, durations, strict=True):
         segments.append((start, start + seconds, scene.describe()))
         start += seconds
 
@@ -385,11 +385,13 @@ def _make_video(path: Path, seed: int, index: int, size: tuple[int, int], fps: i
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = fps  # a keyframe every second
         stream.options = {"preset": "veryfast", "crf": "23"}
-        for scene, seconds in zip(scenes, durations):
+        for scene, seconds in zip(scenes, durations, strict=True):
             drift = (rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1))
             for f in range(seconds * fps):
                 t = f / (seconds * fps)
-                moved = replace(scene, offset=(scene.offset[0] + drift[0] * t, scene.offset[1] + drift[1] * t))
+                moved = replace(
+                    scene, offset=(scene.offset[0] + drift[0] * t, scene.offset[1] + drift[1] * t)
+                )
                 frame = av.VideoFrame.from_image(render(moved, size, supersample=2))
                 container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

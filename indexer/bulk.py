@@ -9,9 +9,10 @@ transaction, then the FAISS index rebuilt from the shards.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert
@@ -22,7 +23,18 @@ from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
 
 _CHUNK = 20_000  # rows per INSERT round trip: big enough to be fast, small enough for memory
-CATALOGUE_FIELDS = ("sku", "title", "description", "price", "currency", "category", "url", "width", "height", "duration")
+CATALOGUE_FIELDS = (
+    "sku",
+    "title",
+    "description",
+    "price",
+    "currency",
+    "category",
+    "url",
+    "width",
+    "height",
+    "duration",
+)
 
 
 class BulkImportError(ValueError):
@@ -65,7 +77,9 @@ def import_vectors(
         library.bind_model(model, vectors.shape[1])
         dim = library.model_info().dim  # type: ignore[union-attr]
         if vectors.shape[1] != dim:
-            raise BulkImportError(f"vectors have {vectors.shape[1]} dimensions, the library's model has {dim}")
+            raise BulkImportError(
+                f"vectors have {vectors.shape[1]} dimensions, the library's model has {dim}"
+            )
         store = library.vector_store()
         try:
             with library.Session.begin() as s:
@@ -106,7 +120,7 @@ def _insert_assets(s, paths: Sequence[str], kind: str, fields: Sequence[dict[str
     return np.asarray(ids, dtype=np.int64)
 
 
-def _asset_row(path: str, kind: str, values: dict[str, Any], now) -> dict[str, Any]:  # noqa: ANN001
+def _asset_row(path: str, kind: str, values: dict[str, Any], now) -> dict[str, Any]:
     file = Path(path)
     try:
         st = file.stat()

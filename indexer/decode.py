@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.media import THUMBNAIL_SIZE, ImageDecodeError, decode_image, hash_bytes, make_thumbnail
-
+from glimpse.core.preprocess import PreprocessConfig
 
 # Decoders run at this niceness (0-19): the scheduler then gives the CPU to the model's threads and
 # the decoders take what those leave idle. At equal priority a decoder preempts one of the model's
@@ -25,10 +25,8 @@ DECODER_NICENESS = 19
 
 def lower_priority(niceness: int = DECODER_NICENESS) -> None:
     """Make the calling decode worker process yield the CPU to the model; best effort."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # no nice() here, or not permitted
         os.nice(max(0, niceness - os.nice(0)))
-    except (AttributeError, OSError):  # no nice() on this platform, or not permitted
-        pass
 
 
 def lower_thread_priority(niceness: int = DECODER_NICENESS) -> None:
@@ -59,9 +57,7 @@ def decode_image_file(path: str, cfg: PreprocessConfig, max_pixels: int) -> Deco
     try:
         if not data:
             raise ImageDecodeError("empty file")
-        img, (width, height) = decode_image(
-            data, max_pixels, draft_size=max(cfg.image_size, THUMBNAIL_SIZE)
-        )
+        img, (width, height) = decode_image(data, max_pixels, draft_size=max(cfg.image_size, THUMBNAIL_SIZE))
         return DecodedImage(
             path,
             pixels=cfg.to_array(img),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import select
 
@@ -45,7 +46,9 @@ def read_rows(manifest: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if suffix == ".csv":
             reader = csv.DictReader(fh)
             if not reader.fieldnames or not set(PATH_KEYS) & {f.strip().lower() for f in reader.fieldnames}:
-                raise ManifestError(f"{manifest}: the header needs a column named one of {', '.join(PATH_KEYS)}")
+                raise ManifestError(
+                    f"{manifest}: the header needs a column named one of {', '.join(PATH_KEYS)}"
+                )
             for row in reader:
                 yield reader.line_num, {k.strip().lower(): v for k, v in row.items() if k}
         elif suffix in (".jsonl", ".ndjson"):

@@ -12,11 +12,12 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -212,7 +213,9 @@ class Indexer:
         # CPU-only machine they decode in the model's idle time and, between batches, on every core.
         return self.settings.workers or os.cpu_count() or 1
 
-    def _produce_images(self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop) -> None:
+    def _produce_images(
+        self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop
+    ) -> None:
         lower_thread_priority()  # this thread receives and unpickles decoded images
         try:
             if entries:
@@ -253,12 +256,16 @@ class Indexer:
         finally:
             pool.shutdown(cancel_futures=True)
 
-    def _produce_videos(self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop) -> None:
+    def _produce_videos(
+        self, entries: list[FileEntry], cfg: PreprocessConfig, out: queue.Queue, stop
+    ) -> None:
         lower_thread_priority()  # the decoder's own threads, started from here, inherit it
         s = self.settings
         try:
             for entry in entries:
-                for item in video_frames(str(entry.path), cfg, s.video_fps, s.video_max_frames, s.video_sampling):
+                for item in video_frames(
+                    str(entry.path), cfg, s.video_fps, s.video_max_frames, s.video_sampling
+                ):
                     if stop.is_set():
                         return
                     _put(out, item, stop)
@@ -267,7 +274,9 @@ class Indexer:
         finally:
             _put(out, _Stop(), stop)
 
-    def _consume(self, items: queue.Queue, producers: int, by_path: dict[str, FileEntry], summary: IndexSummary) -> None:
+    def _consume(
+        self, items: queue.Queue, producers: int, by_path: dict[str, FileEntry], summary: IndexSummary
+    ) -> None:
         pending: dict[str, _Pending] = {}
         ready: list[_Pending] = []
         batch: list[tuple[str, float, np.ndarray, bytes, bool]] = []
@@ -278,7 +287,7 @@ class Indexer:
             if not batch:
                 return
             vectors = self.encoder.encode_image_tensors(np.stack([b[2] for b in batch]))
-            for (path, t, _px, thumb, shot), vec in zip(batch, vectors):
+            for (path, t, _px, thumb, shot), vec in zip(batch, vectors, strict=True):
                 p = pending[path]
                 p.times.append(t)
                 p.vectors.append(vec)
@@ -310,7 +319,16 @@ class Indexer:
             elif isinstance(item, VideoFrames):
                 p = pending.setdefault(item.path, _Pending(by_path[item.path]))
                 p.awaiting += len(item.times)
-                batch.extend(zip([item.path] * len(item.times), item.times, item.pixels, item.thumbnails, item.shot_changes))
+                batch.extend(
+                    zip(
+                        [item.path] * len(item.times),
+                        item.times,
+                        item.pixels,
+                        item.thumbnails,
+                        item.shot_changes,
+                        strict=True,
+                    )
+                )
             elif isinstance(item, VideoDone):
                 p = pending.setdefault(item.path, _Pending(by_path[item.path]))
                 p.done = item
@@ -319,7 +337,10 @@ class Indexer:
             if len(batch) >= self.settings.batch_size:
                 flush_batch()
             now = time.monotonic()
-            if ready and (sum(len(r.vectors) for r in ready) >= self.settings.commit_units or now - last_commit > COMMIT_SECONDS):
+            if ready and (
+                sum(len(r.vectors) for r in ready) >= self.settings.commit_units
+                or now - last_commit > COMMIT_SECONDS
+            ):
                 self._commit(ready, summary)
                 ready.clear()
                 last_commit = now
@@ -404,7 +425,9 @@ class Indexer:
         thumbs = [p.thumbnails[i] for i in order]
         shots = [p.shot_starts[i] for i in order]
         end = p.done.duration if isinstance(p.done, VideoDone) else None
-        for seg in collapse_segments(times, vectors, self.settings.segment_threshold, end_time=end, shot_starts=shots):
+        for seg in collapse_segments(
+            times, vectors, self.settings.segment_threshold, end_time=end, shot_starts=shots
+        ):
             best = times.index(seg.t_best)
             yield seg.t_start, seg.t_end, seg.t_best, seg.vector, thumbs[best]
 
@@ -417,7 +440,9 @@ def _chunks(values: list, size: int = 500) -> Iterator[list]:
 
 def _existing_assets(s: Session, paths: list[str]) -> dict[str, Asset]:
     """The catalogue rows of ``paths`` that already exist, by path."""
-    return {a.path: a for chunk in _chunks(paths) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk)))}
+    return {
+        a.path: a for chunk in _chunks(paths) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk)))
+    }
 
 
 def _decode_isolated(path: str, args: tuple) -> DecodedImage:

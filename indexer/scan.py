@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,9 +55,7 @@ def walk(roots: Iterable[Path], skip: Path | None = None) -> Iterator[FileEntry]
 def _walk_dir(root: Path, skip: Path | None) -> Iterator[Path]:
     # Symlinked folders are not followed: they can loop, or lead outside the media roots.
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip
-        )
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip)
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath, name)

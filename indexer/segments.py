@@ -21,6 +21,7 @@ Choices (documented because search results depend on them):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,7 +96,7 @@ def _check(times: list[float], matrix: np.ndarray, threshold: float, end_time: f
         raise ValueError(f"{len(times)} times but {matrix.shape[0]} vectors")
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    if any(later < earlier for earlier, later in zip(times, times[1:])):
+    if any(later < earlier for earlier, later in itertools.pairwise(times)):
         raise ValueError("times must be in ascending order")
     if not all(np.isfinite(times)) or (end_time is not None and not np.isfinite(end_time)):
         raise ValueError("times must be finite numbers")

@@ -47,7 +47,18 @@ MIN_SHOT_SPACING = 0.2
 
 _GRID_ROWS, _GRID_COLS, _SAMPLES_PER_CELL = 9, 16, 8
 _PLANAR_8BIT = frozenset(
-    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p", "yuv411p", "yuv410p"}
+    {
+        "yuv420p",
+        "yuvj420p",
+        "yuv422p",
+        "yuvj422p",
+        "yuv444p",
+        "yuvj444p",
+        "yuv440p",
+        "yuvj440p",
+        "yuv411p",
+        "yuv410p",
+    }
 )
 _MAX_CONSECUTIVE_DECODE_ERRORS = 50
 
@@ -157,7 +168,9 @@ class _open_video:
         try:
             self.container = av.open(str(self.path))
         except av.error.EOFError as exc:
-            raise VideoDecodeError(self.path, "the file ends before any video data (empty or cut short)") from exc
+            raise VideoDecodeError(
+                self.path, "the file ends before any video data (empty or cut short)"
+            ) from exc
         except av.error.FFmpegError as exc:
             raise VideoDecodeError(self.path, f"not a readable video file ({_ffmpeg_message(exc)})") from exc
         if not self.container.streams.video:
@@ -178,7 +191,9 @@ def _first_frame(path: Path, container, stream) -> av.VideoFrame:
     report = _DecodeReport()
     for item in _decode(container, stream, report):
         return item.frame
-    reason = report.stopped_early or (report.errors and f"cannot decode the video stream ({report.errors[0]})")
+    reason = report.stopped_early or (
+        report.errors and f"cannot decode the video stream ({report.errors[0]})"
+    )
     raise VideoDecodeError(path, reason or "the video stream has no decodable frames")
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class BatcherClosed(RuntimeError):
 class _Slot:
     """One caller's item and, once its batch ran, its result or error."""
 
-    __slots__ = ("item", "done", "result", "error")
+    __slots__ = ("done", "error", "item", "result")
 
     def __init__(self, item: Any) -> None:
         self.item = item
@@ -129,7 +130,7 @@ class MicroBatcher(Generic[T, R]):
             results = self._fn([s.item for s in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: {len(batch)} items in, {len(results)} results out")
-            for s, r in zip(batch, results):
+            for s, r in zip(batch, results, strict=True):
                 s.result = r
             self.batches += 1
             self.items += len(batch)

@@ -157,9 +157,7 @@ class SearchEngine:
         """An indexed item as a query: its vector (a video: the mean of its segments)."""
         with self.library.Session() as s:
             unit_ids = list(
-                s.scalars(
-                    select(Unit.id).join(Asset).where(Asset.id == asset_id, Asset.status == INDEXED)
-                )
+                s.scalars(select(Unit.id).join(Asset).where(Asset.id == asset_id, Asset.status == INDEXED))
             )
         indexed = set(self.snapshot.index.ids().tolist()) if unit_ids else set()
         unit_ids = [u for u in unit_ids if u in indexed]
@@ -197,7 +195,9 @@ class SearchEngine:
             hits, assets = self._fetch_hits(ids[0], scores[0], q.min_score)
             results = self._group(hits, assets)
             exhausted = fetch >= available or (
-                q.min_score is not None and len(scores[0]) and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
+                q.min_score is not None
+                and len(scores[0])
+                and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
             )
             if len(results) >= want or exhausted:
                 return results, len(results) >= want
@@ -220,7 +220,7 @@ class SearchEngine:
     ) -> tuple[list[_Hit], dict[int, Asset]]:
         """The hits whose asset is indexed, and those assets, read in one session: a consistent
         view even while an indexer deletes assets."""
-        pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
+        pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
         if min_score is not None:
             pairs = [(i, s) for i, s in pairs if round(s, SCORE_DECIMALS) >= min_score]
         if not pairs:
@@ -279,7 +279,9 @@ class SearchEngine:
             asset = s.get(Asset, asset_id)
             if asset is None:
                 raise ItemNotFound(f"no item with id {asset_id}")
-            units = list(s.scalars(select(Unit).where(Unit.asset_id == asset_id).order_by(Unit.t_start, Unit.id)))
+            units = list(
+                s.scalars(select(Unit).where(Unit.asset_id == asset_id).order_by(Unit.t_start, Unit.id))
+            )
             return asset, units
 
     def unit(self, unit_id: int) -> Unit:
@@ -297,18 +299,31 @@ class SearchEngine:
         snap = self.snapshot
         with self.library.Session() as s:
             by_kind = dict(
-                s.execute(select(Asset.kind, func.count()).where(Asset.status == INDEXED).group_by(Asset.kind)).all()
+                s.execute(
+                    select(Asset.kind, func.count()).where(Asset.status == INDEXED).group_by(Asset.kind)
+                ).all()
             )
             failed = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == "failed")) or 0
             last = s.scalar(select(IndexRun).order_by(IndexRun.id.desc()).limit(1))
-            categories = [c for c in s.scalars(select(Asset.category).where(Asset.category.is_not(None)).distinct().order_by(Asset.category))]
+            categories = list(
+                s.scalars(
+                    select(Asset.category)
+                    .where(Asset.category.is_not(None))
+                    .distinct()
+                    .order_by(Asset.category)
+                )
+            )
             price = s.execute(select(func.min(Asset.price), func.max(Asset.price))).one()
         model = self.library.library_model()
         return {
             "items": {"image": by_kind.get("image", 0), "video": by_kind.get("video", 0)},
             "failed": failed,
             "units": len(snap.index),
-            "model": {"name": model.name, "pretrained": model.pretrained, "dim": self.library.model_info().dim}
+            "model": {
+                "name": model.name,
+                "pretrained": model.pretrained,
+                "dim": self.library.model_info().dim,
+            }
             if model
             else None,
             "index": {"type": "flat-ip (exact)", "size": len(snap.index), "version": snap.version},

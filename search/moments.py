@@ -68,7 +68,9 @@ def merge_moments(
         by_video[hit.asset_id].append(hit)
     moments: list[Moment] = []
     for video_hits in by_video.values():
-        merged = _merge_one_video(video_hits, gap) if margin is None else _grow_moments(video_hits, gap, margin)
+        merged = (
+            _merge_one_video(video_hits, gap) if margin is None else _grow_moments(video_hits, gap, margin)
+        )
         merged.sort(key=lambda m: (-m.score, m.start))
         moments.extend(merged[:per_video])
     moments.sort(key=lambda m: -m.score)  # stable: equal scores keep their video's time order
@@ -129,7 +131,7 @@ def format_timestamp(seconds: float) -> str:
     723.9 -> ``"00:12:03"``; hours keep counting past 99."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"a timestamp needs a finite number of seconds >= 0, got {seconds!r}")
-    whole = int(math.floor(seconds))
+    whole = math.floor(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"

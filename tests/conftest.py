@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -81,15 +81,15 @@ def demo_encoder() -> Encoder:
 
 def tiny_settings(data_dir: Path, database_url: str | None = None, **overrides) -> Settings:
     """Settings for a test library: glimpse-tiny (random init) on the CPU, one decode worker."""
-    values = dict(
-        data_dir=data_dir,
-        database_url=database_url,
-        model="glimpse-tiny",
-        pretrained=None,
-        device="cpu",
-        batch_size=8,
-        workers=1,
-    )
+    values = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "model": "glimpse-tiny",
+        "pretrained": None,
+        "device": "cpu",
+        "batch_size": 8,
+        "workers": 1,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -109,7 +109,13 @@ def library(make_settings) -> Iterator[Library]:
     lib.close()
 
 
-def save_image(path: Path, colour: str | tuple = "red", size: tuple[int, int] = (96, 72), fmt: str | None = None, seed: int = 0) -> Path:
+def save_image(
+    path: Path,
+    colour: str | tuple = "red",
+    size: tuple[int, int] = (96, 72),
+    fmt: str | None = None,
+    seed: int = 0,
+) -> Path:
     """A small image of a colour with some texture (so images differ), saved in any format."""
     rgb = COLOURS[colour] if isinstance(colour, str) else colour
     rng = np.random.default_rng(seed)

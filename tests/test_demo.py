@@ -62,9 +62,21 @@ def _shows(title: str, colour: str, shape: str) -> bool:
 def test_the_cli_builds_the_demo_without_serving_and_a_search_finds_products(tmp_path):
     env = {**os.environ, "GLIMPSE_DATA_DIR": str(tmp_path / "data"), "GLIMPSE_WORKERS": "1"}
     glimpse = [sys.executable, "-m", "glimpse"]
-    built = subprocess.run([*glimpse, "demo", "--items", "24", "--videos", "0", "--no-serve"], env=env, capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [*glimpse, "demo", "--items", "24", "--videos", "0", "--no-serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
-    found = subprocess.run([*glimpse, "search", "a red circle", "-k", "3", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    found = subprocess.run(
+        [*glimpse, "search", "a red circle", "-k", "3", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert found.returncode == 0, found.stderr
     results = json.loads(found.stdout)["results"]
     assert len(results) == 3 and all(r["kind"] == "image" for r in results)

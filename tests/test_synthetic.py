@@ -74,7 +74,9 @@ def test_a_drawn_shape_shows_its_colour_on_its_background(shape: str) -> None:
 
 
 def test_small_shape_on_the_left_is_drawn_in_the_left_half() -> None:
-    image = np.asarray(render(Scene("square", "blue", "white", size="small", position="left"), 100)).astype(int)
+    image = np.asarray(render(Scene("square", "blue", "white", size="small", position="left"), 100)).astype(
+        int
+    )
     blue = np.abs(image - COLOURS["blue"]).sum(axis=2) < 60
     columns = np.nonzero(blue.any(axis=0))[0]
     assert columns.max() < 50
@@ -88,7 +90,7 @@ def test_catalogue_manifest_has_the_product_columns_and_is_deterministic(tmp_pat
     assert list(rows[0]) == ["path", "sku", "title", "description", "price", "currency", "category", "url"]
     assert [r["price"] for r in rows] == [str(i.price) for i in again.items]
     assert len({r["sku"] for r in rows}) == 8
-    for row, item in zip(rows, catalogue.items):
+    for row, item in zip(rows, catalogue.items, strict=True):
         assert (catalogue.manifest.parent / row["path"]).is_file()
         assert item.scene.colour in row["title"].lower() and item.scene.shape in row["title"].lower()
         assert Image.open(catalogue.manifest.parent / row["path"]).size == (64, 64)
@@ -112,7 +114,7 @@ def test_videos_are_h264_and_show_each_segments_colour_at_its_time(tmp_path: Pat
     with av.open(str(video.path)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
 
-    for (start, end, caption), scene in zip(video.segments, video.scenes):
+    for (start, end, caption), scene in zip(video.segments, video.scenes, strict=True):
         assert caption == scene.describe()
         frame = reader[int((start + end) / 2 * video.fps)].asnumpy().astype(int)
         expected = _share_of_colour(np.asarray(render(scene, video.size)).astype(int), scene.colour)

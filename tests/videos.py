@@ -31,9 +31,7 @@ class Scene:
     colour: RGB
 
 
-def scene_frames(
-    scenes: Sequence[Scene], fps: int, width: int, height: int
-) -> Iterator[np.ndarray]:
+def scene_frames(scenes: Sequence[Scene], fps: int, width: int, height: int) -> Iterator[np.ndarray]:
     """RGB frames for `scenes`: background colour plus a moving white square (motion for the encoder)."""
     side = max(4, min(width, height) // 5)
     frame_index = 0
@@ -114,9 +112,7 @@ def coloured_video(
     width, height = size
     if keyframes_at_cuts:
         kwargs["keyframes"] = set(cut_frame_indices(scenes, fps))
-    return write_video(
-        path, scene_frames(scenes, fps, width, height), fps=fps, codec=codec, **kwargs
-    )
+    return write_video(path, scene_frames(scenes, fps, width, height), fps=fps, codec=codec, **kwargs)
 
 
 def cut_frame_indices(scenes: Sequence[Scene], fps: int) -> list[int]:
@@ -164,9 +160,7 @@ def portrait_marker_frames(
         yield stored
 
 
-def rotated_mp4(
-    path: Path, counter_clockwise: int = 90, upright_size: tuple[int, int] = (120, 160)
-) -> Path:
+def rotated_mp4(path: Path, counter_clockwise: int = 90, upright_size: tuple[int, int] = (120, 160)) -> Path:
     """A portrait video (upright `upright_size` = (width, height)) stored sideways with rotation metadata."""
     width, height = upright_size
     frames = portrait_marker_frames(width, height, 20, counter_clockwise)

@@ -9,7 +9,9 @@ import typer
 
 
 def train_command(
-    pairs: Annotated[Path, typer.Option("--pairs", help="CSV or JSONL with image/path and caption/text columns")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="CSV or JSONL with image/path and caption/text columns")
+    ],
     model: Annotated[str, typer.Option("--model", help="open_clip name, glimpse-tiny or glimpse-demo")],
     out: Annotated[Path, typer.Option("--out", help="where to write the checkpoint (.safetensors)")],
     pretrained: Annotated[
@@ -19,13 +21,23 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 64,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="peak learning rate")] = 5e-4,
     weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0)] = 0.1,
-    warmup_steps: Annotated[int | None, typer.Option("--warmup-steps", min=0, help="default: 5% of the run")] = None,
-    held_out: Annotated[float, typer.Option("--held-out", min=0.0, max=0.9, help="share kept for recall")] = 0.05,
+    warmup_steps: Annotated[
+        int | None, typer.Option("--warmup-steps", min=0, help="default: 5% of the run")
+    ] = None,
+    held_out: Annotated[
+        float, typer.Option("--held-out", min=0.0, max=0.9, help="share kept for recall")
+    ] = 0.05,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    save_every: Annotated[int, typer.Option("--save-every", min=1, help="steps between resumable saves")] = 200,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT's saved training state")] = False,
+    save_every: Annotated[
+        int, typer.Option("--save-every", min=1, help="steps between resumable saves")
+    ] = 200,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from OUT's saved training state")
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
-    workers: Annotated[int | None, typer.Option("--workers", min=0, help="decode processes; default by cores")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=0, help="decode processes; default by cores")
+    ] = None,
 ) -> None:
     """Train a CLIP model on (image, caption) pairs: fine-tune a pretrained one, or train from scratch."""
     # Imported here: `glimpse` starts (and its decode workers re-import it) without loading torch.

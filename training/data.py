@@ -137,7 +137,9 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def split_holdout(pairs: list[Pair], fraction: float, base: Path | None = None) -> tuple[list[Pair], list[Pair]]:
+def split_holdout(
+    pairs: list[Pair], fraction: float, base: Path | None = None
+) -> tuple[list[Pair], list[Pair]]:
     """Split into (train, held out) by a hash of each image path (relative to ``base`` when inside it).
 
     The hash makes the split independent of row order and stable when rows are added, so a
@@ -193,7 +195,7 @@ def make_collate(tokenize: Callable[[list[str]], torch.Tensor]) -> Callable:
         batch = [item for item in batch if item is not None]
         if not batch:
             return torch.empty(0), torch.empty(0, dtype=torch.long)
-        images, captions = zip(*batch)
+        images, captions = zip(*batch, strict=True)
         return torch.stack(images), tokenize(list(captions))
 
     return collate

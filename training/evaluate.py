@@ -40,7 +40,11 @@ def recall_at(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> float
 
 @torch.no_grad()
 def embed_images(
-    model: torch.nn.Module, images: Sequence[Image.Image], transform: Callable, device: str, batch_size: int = 256
+    model: torch.nn.Module,
+    images: Sequence[Image.Image],
+    transform: Callable,
+    device: str,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """Normalised image embeddings (float32, CPU) for PIL images."""
     out = []
@@ -117,7 +121,7 @@ def _keep_captions(batch: list) -> tuple[torch.Tensor, list[str]]:
     batch = [item for item in batch if item is not None]
     if not batch:
         return torch.empty(0, 3, 1, 1), []
-    images, captions = zip(*batch)
+    images, captions = zip(*batch, strict=True)
     return torch.stack(images), list(captions)
 
 

@@ -28,7 +28,9 @@ IMAGE_SIZE = 128
 
 def make_demo_model(
     out: Annotated[Path, typer.Option(help="checkpoint to write")] = DEMO_CHECKPOINT,
-    work: Annotated[Path | None, typer.Option(help="folder for the generated pairs; default: a temp dir")] = None,
+    work: Annotated[
+        Path | None, typer.Option(help="folder for the generated pairs; default: a temp dir")
+    ] = None,
     pairs: Annotated[int, typer.Option(min=100)] = PAIRS,
     seed: Annotated[int, typer.Option(help="seed of the generated training pairs")] = DATA_SEED,
     epochs: Annotated[int, typer.Option(min=1)] = EPOCHS,
@@ -54,7 +56,10 @@ def make_demo_model(
     typer.echo(f"{report.steps} steps in {report.seconds / 60:.1f} min, final loss {report.final_loss:.4f}")
     typer.echo(f"held-out recall before: {report.recall_before}")
     typer.echo(f"held-out recall after:  {report.recall_after}")
-    for name, model in (("random init", create_model(TINY_MODEL)), ("trained", create_model(TINY_MODEL, str(out)))):
+    for name, model in (
+        ("random init", create_model(TINY_MODEL)),
+        ("trained", create_model(TINY_MODEL, str(out))),
+    ):
         typer.echo(f"{name}: {shape_colour_recall(model, TINY_MODEL)}")
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

@@ -41,7 +41,9 @@ def save_state(
 ) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": _cpu(v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    tensors = {
+        f"model.{k}": _cpu(v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+    }
     optim = optimizer.state_dict()
     optim_scalars: dict[str, dict[str, Any]] = {}
     for param_id, param_state in optim["state"].items():
@@ -78,7 +80,7 @@ def read_state_meta(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(_META_KEY)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
+    except Exception as exc:
         raise ResumeError(f"{path}: not a readable training state ({exc})") from exc
     if raw is None:
         raise ResumeError(f"{path}: no training state in this file")

@@ -300,7 +300,12 @@ class _LoaderArgs:
 
 
 def _loader_args(
-    pairs: list[Pair], transform: Callable, tokenizer: Callable, model: torch.nn.Module, device: str, workers: int | None
+    pairs: list[Pair],
+    transform: Callable,
+    tokenizer: Callable,
+    model: torch.nn.Module,
+    device: str,
+    workers: int | None,
 ) -> _LoaderArgs:
     if workers is None:
         # Decoding overlaps the model only when there are cores to spare for it.

@@ -14,6 +14,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -69,7 +70,9 @@ CSS = """
 # -- API access (cached per request) --------------------------------------------------------
 def api_settings() -> tuple[str, str | None]:
     """(API URL, API key) for this server's calls, read on every run so a restart is not needed."""
-    return (os.environ.get("GLIMPSE_API_URL") or DEFAULT_API_URL).rstrip("/"), os.environ.get("GLIMPSE_API_KEY") or None
+    return (os.environ.get("GLIMPSE_API_URL") or DEFAULT_API_URL).rstrip("/"), os.environ.get(
+        "GLIMPSE_API_KEY"
+    ) or None
 
 
 @st.cache_resource(show_spinner=False)
@@ -196,7 +199,11 @@ def show_similar(hit_id: int, name: str) -> None:
 
 def open_detail(hit: Hit) -> None:
     st.session_state.detail = {
-        "id": hit.id, "start": hit.start, "end": hit.end, "best_time": hit.best_time, "name": hit.name,
+        "id": hit.id,
+        "start": hit.start,
+        "end": hit.end,
+        "best_time": hit.best_time,
+        "name": hit.name,
     }
 
 
@@ -217,12 +224,21 @@ def sidebar(stats: LibraryStats) -> tuple[str, dict[str, Any]]:
         parts = [plural(stats.images, "image"), plural(stats.videos, "video")]
         st.caption(" · ".join(parts) + (f" · model `{stats.model['name']}`" if stats.model else ""))
         st.markdown("### Filters")
-        media = st.segmented_control(
-            "Show", ["all", "image", "video"], format_func=MEDIA_LABELS.get, default="all", key="media_filter"
-        ) or "all"
+        media = (
+            st.segmented_control(
+                "Show",
+                ["all", "image", "video"],
+                format_func=MEDIA_LABELS.get,
+                default="all",
+                key="media_filter",
+            )
+            or "all"
+        )
         filters: dict[str, Any] = {}
         if stats.categories:
-            chosen = st.multiselect("Category", stats.categories, key="category_filter", placeholder="Any category")
+            chosen = st.multiselect(
+                "Category", stats.categories, key="category_filter", placeholder="Any category"
+            )
             if chosen:
                 filters["category"] = chosen
         if stats.price_min is not None and stats.price_max is not None and stats.price_max > stats.price_min:
@@ -248,7 +264,10 @@ def search_form() -> None:
         cols[2].form_submit_button("Search", type="primary", on_click=on_text_submit, width="stretch")
     with st.expander("Search with an image", icon=":material/image_search:"):
         st.file_uploader(
-            "Find items that look like this picture", type=UPLOAD_TYPES, key="upload_input", on_change=on_upload
+            "Find items that look like this picture",
+            type=UPLOAD_TYPES,
+            key="upload_input",
+            on_change=on_upload,
         )
 
 
@@ -279,7 +298,9 @@ def page_fetcher(query: dict[str, Any], request: SearchRequest) -> Callable[[str
     return fetch
 
 
-def load_pages(fetch: Callable[[str | None], SearchPage], count: int) -> tuple[list[Hit], str | None, float | None]:
+def load_pages(
+    fetch: Callable[[str | None], SearchPage], count: int
+) -> tuple[list[Hit], str | None, float | None]:
     """The first ``count`` pages, following the API's cursors (cached, so reruns cost nothing)."""
     hits: list[Hit] = []
     cursor: str | None = None
@@ -304,7 +325,8 @@ def results_section(query: dict[str, Any], media: str, filters: dict[str, Any]) 
         return
     request = build_request(query, media, filters)
     request_key = json.dumps(
-        {"q": request.body(), "image": query.get("name"), "size": len(query.get("data") or b"")}, sort_keys=True
+        {"q": request.body(), "image": query.get("name"), "size": len(query.get("data") or b"")},
+        sort_keys=True,
     )
     if st.session_state.request_key != request_key:
         st.session_state.request_key = request_key
@@ -332,7 +354,9 @@ def query_banner(query: dict[str, Any]) -> None:
     if query["mode"] == "similar":
         cols = st.columns([8, 2], vertical_alignment="center")
         cols[0].markdown(f"Items like **{html.escape(query['label'])}**")
-        cols[1].button("Clear", on_click=set_query, args=(None,), icon=":material/close:", key="clear_similar")
+        cols[1].button(
+            "Clear", on_click=set_query, args=(None,), icon=":material/close:", key="clear_similar"
+        )
     elif query["mode"] == "image":
         cols = st.columns([1, 7], vertical_alignment="center")
         cols[0].image(query["data"], width=72)
@@ -352,10 +376,22 @@ def result_card(hit: Hit, key: str) -> None:
     st.markdown(card_html(hit), unsafe_allow_html=True)
     row = st.container(horizontal=True, gap="xxsmall")
     label = f"Play {clock(hit.start)}" if hit.is_video else "Details"
-    row.button(label, key=f"open-{key}", on_click=open_detail, args=(hit,), type="tertiary",
-               icon=":material/play_arrow:" if hit.is_video else ":material/info:")
-    row.button("More like this", key=f"more-{key}", on_click=show_similar, args=(hit.id, hit.name),
-               type="tertiary", icon=":material/auto_awesome:")
+    row.button(
+        label,
+        key=f"open-{key}",
+        on_click=open_detail,
+        args=(hit,),
+        type="tertiary",
+        icon=":material/play_arrow:" if hit.is_video else ":material/info:",
+    )
+    row.button(
+        "More like this",
+        key=f"more-{key}",
+        on_click=show_similar,
+        args=(hit.id, hit.name),
+        type="tertiary",
+        icon=":material/auto_awesome:",
+    )
 
 
 def thumbnail(hit: Hit) -> None:
@@ -400,7 +436,9 @@ def detail_view(detail: dict[str, Any]) -> None:
         st.error(error_text(exc), icon=":material/error:")
         return
     kind = item.get("kind", "image")
-    name = item.get("title") or str(item.get("path", "")).replace("\\", "/").rsplit("/", 1)[-1] or detail["name"]
+    name = (
+        item.get("title") or str(item.get("path", "")).replace("\\", "/").rsplit("/", 1)[-1] or detail["name"]
+    )
     left, right = st.columns([3, 2], gap="large")
     with left:
         if kind == "video":
@@ -418,8 +456,12 @@ def detail_view(detail: dict[str, Any]) -> None:
             )
         field_table(item)
         st.button(
-            "More like this", key="detail-more", on_click=show_similar, args=(int(item.get("id", detail["id"])), name),
-            icon=":material/auto_awesome:", type="primary",
+            "More like this",
+            key="detail-more",
+            on_click=show_similar,
+            args=(int(item.get("id", detail["id"])), name),
+            icon=":material/auto_awesome:",
+            type="primary",
         )
     st.markdown("#### Similar items")
     try:
@@ -443,10 +485,8 @@ def large_image(item: dict[str, Any]) -> None:
         fallback = f" ({exc})" if not isinstance(exc, ApiHttpError) or exc.status != 404 else ""
     unit_id = first_unit_id(item)
     if unit_id is not None:
-        try:
+        with contextlib.suppress(ApiError):
             st.image(cached_thumbnail(url, key, unit_id), width="stretch")
-        except ApiError:
-            pass
     st.caption(f"The original file is not available{fallback}.")
 
 
@@ -491,15 +531,40 @@ def video_player(item: dict[str, Any], start: float | None) -> None:
 
 def guess_video_type(path: str) -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    return {"webm": "video/webm", "ogv": "video/ogg", "mov": "video/quicktime", "mkv": "video/x-matroska"}.get(
-        suffix, "video/mp4"
-    )
+    return {
+        "webm": "video/webm",
+        "ogv": "video/ogg",
+        "mov": "video/quicktime",
+        "mkv": "video/x-matroska",
+    }.get(suffix, "video/mp4")
 
 
-SHOWN_FIELDS = ("sku", "price", "currency", "category", "description", "url", "kind", "width", "height",
-                "duration", "fps", "size", "path", "indexed_at", "status", "error")
+SHOWN_FIELDS = (
+    "sku",
+    "price",
+    "currency",
+    "category",
+    "description",
+    "url",
+    "kind",
+    "width",
+    "height",
+    "duration",
+    "fps",
+    "size",
+    "path",
+    "indexed_at",
+    "status",
+    "error",
+)
 HIDDEN_FIELDS = {"id", "title", "metadata", "units", "moments", "media_url", "thumbnail_url"}
-FIELD_LABELS = {"sku": "SKU", "url": "Link", "fps": "Frame rate", "indexed_at": "Indexed", "size": "File size"}
+FIELD_LABELS = {
+    "sku": "SKU",
+    "url": "Link",
+    "fps": "Frame rate",
+    "indexed_at": "Indexed",
+    "size": "File size",
+}
 
 
 def field_table(item: dict[str, Any]) -> None:
@@ -524,7 +589,9 @@ def field_table(item: dict[str, Any]) -> None:
     if isinstance(fields.get("width"), int) and isinstance(fields.get("height"), int):
         # One "160 × 120 px" row where the width row was.
         pixels = f"{fields['width']} × {fields.pop('height')} px"
-        fields = {("dimensions" if k == "width" else k): (pixels if k == "width" else v) for k, v in fields.items()}
+        fields = {
+            ("dimensions" if k == "width" else k): (pixels if k == "width" else v) for k, v in fields.items()
+        }
     if isinstance(fields.get("indexed_at"), str):
         fields["indexed_at"] = fields["indexed_at"][:16].replace("T", " ")  # to the minute
     if isinstance(fields.get("fps"), float):

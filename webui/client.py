@@ -49,7 +49,9 @@ class MediaTooLarge(ApiError):
         self.item_id = item_id
         self.size = size
         self.limit = limit
-        super().__init__(f"item {item_id} is {size / 1e6:.0f} MB, more than the {limit / 1e6:.0f} MB the UI relays")
+        super().__init__(
+            f"item {item_id} is {size / 1e6:.0f} MB, more than the {limit / 1e6:.0f} MB the UI relays"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ class LibraryStats:
 class GlimpseClient:
     """Calls the search API; one keep-alive connection pool per client."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.base_url = (base_url or os.environ.get("GLIMPSE_API_URL") or DEFAULT_API_URL).rstrip("/")
         key = api_key if api_key is not None else os.environ.get("GLIMPSE_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -198,7 +202,9 @@ class GlimpseClient:
     def search(self, request: SearchRequest) -> SearchPage:
         return SearchPage.from_json(self._json("POST", "/v1/search", json=request.body()))
 
-    def search_image(self, image: bytes, filename: str, request: SearchRequest = SearchRequest()) -> SearchPage:
+    def search_image(
+        self, image: bytes, filename: str, request: SearchRequest = SearchRequest()
+    ) -> SearchPage:
         """Search with an uploaded example image (plus any text, filters, cursor in ``request``)."""
         files = {"file": (filename, image, _guess_type(filename))}
         return SearchPage.from_json(
@@ -255,9 +261,13 @@ class GlimpseClient:
         try:
             data = response.json()
         except ValueError:
-            raise ApiHttpError(response.status_code, "bad_response", f"{path} did not answer with JSON") from None
+            raise ApiHttpError(
+                response.status_code, "bad_response", f"{path} did not answer with JSON"
+            ) from None
         if not isinstance(data, dict):
-            raise ApiHttpError(response.status_code, "bad_response", f"{path} answered {type(data).__name__}, not an object")
+            raise ApiHttpError(
+                response.status_code, "bad_response", f"{path} answered {type(data).__name__}, not an object"
+            )
         return data
 
     def _bytes(self, path: str) -> bytes:
@@ -287,7 +297,9 @@ def _error_parts(response: httpx.Response) -> tuple[str, str]:
         detail = data["detail"]
         if isinstance(detail, list):  # FastAPI validation errors: [{"loc": [...], "msg": ...}]
             detail = "; ".join(
-                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" if isinstance(d, dict) else str(d)
+                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+                if isinstance(d, dict)
+                else str(d)
                 for d in detail
             )
         return "http_error", str(detail)

@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Callable
 
 APP = Path(__file__).resolve().parent / "app.py"
 # Look and feel for people searching, not developing: no "Deploy" menu, one calm accent colour.
@@ -19,11 +19,19 @@ PRESENTATION = ["--client.toolbarMode", "minimal", "--theme.primaryColor", "#4f4
 def streamlit_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line for the UI (headless, no usage statistics)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
         *PRESENTATION,
     ]
 
@@ -52,7 +60,9 @@ def _forward_termination(process: subprocess.Popen) -> Callable[[], None]:
     """Pass SIGTERM/SIGHUP on to Streamlit, so stopping ``glimpse ui`` never leaves it running."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    signals = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    signals = [
+        s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+    ]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:

@@ -6,9 +6,9 @@ first request is accepted) and kept on ``app.state.service``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI

@@ -23,7 +23,9 @@ from glimpse.search.api.service import LibraryEmpty, SearchService
 from glimpse.search.engine import SearchEngine
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from GLIMPSE_API_KEYS.")
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from GLIMPSE_API_KEYS.")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key from GLIMPSE_API_KEYS."
+)
 
 
 async def get_service(request: Request) -> SearchService:
@@ -60,7 +62,9 @@ def encoder_or_503(service: SearchService) -> Encoder:
         raise ApiError(503, "library_empty", str(exc)) from None
 
 
-async def get_query_engine(service: ServiceDep, _encoder: Annotated[Encoder, Depends(require_encoder)]) -> SearchEngine:
+async def get_query_engine(
+    service: ServiceDep, _encoder: Annotated[Encoder, Depends(require_encoder)]
+) -> SearchEngine:
     """The engine, for routes that embed a query: 503 while the library has no model."""
     return service.engine
 

@@ -130,4 +130,8 @@ def _detail(error: dict[str, Any]) -> dict[str, Any]:
     loc = [str(p) for p in error.get("loc", ())]
     if loc and loc[0] in ("body", "query", "path", "header", "form"):
         loc = loc[1:]
-    return {"field": ".".join(loc), "message": str(error.get("msg", "invalid")), "type": error.get("type", "")}
+    return {
+        "field": ".".join(loc),
+        "message": str(error.get("msg", "invalid")),
+        "type": error.get("type", ""),
+    }

@@ -8,8 +8,8 @@ and a symlink in a media root that points outside it is refused.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from sqlalchemy import select
 from starlette.responses import FileResponse

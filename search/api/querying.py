@@ -73,7 +73,7 @@ class SearchSpec:
             raise ApiError(422, "invalid_cursor", "give either offset or cursor, not both")
         return decode_cursor(self.cursor, self.fingerprint())
 
-    def validated(self) -> "SearchSpec":
+    def validated(self) -> SearchSpec:
         """Check filters and cursor now, so a bad request is a 422 before any embedding work."""
         build_conditions(self.filters)
         self.start()
@@ -152,7 +152,9 @@ def merge_flat_filters(params: FlatFilters) -> dict[str, Any] | None:
         try:
             parsed = json.loads(params.filters)
         except json.JSONDecodeError as exc:
-            raise ApiError(422, "invalid_filter", f"filters is not valid JSON: {exc.msg} (at {exc.pos})") from None
+            raise ApiError(
+                422, "invalid_filter", f"filters is not valid JSON: {exc.msg} (at {exc.pos})"
+            ) from None
         if not isinstance(parsed, dict):
             raise ApiError(422, "invalid_filter", "filters must be a JSON object of field -> condition")
         filters = parsed
@@ -173,7 +175,9 @@ def _add_condition(filters: dict[str, Any], name: str, op: str, value: Any) -> N
     if not isinstance(spec, dict):
         spec = {"in": spec} if isinstance(spec, list) else {"eq": spec}
     if op in spec:
-        raise ApiError(422, "invalid_filter", f"filter {name!r} {op!r} is given twice (in filters and as a parameter)")
+        raise ApiError(
+            422, "invalid_filter", f"filter {name!r} {op!r} is given twice (in filters and as a parameter)"
+        )
     filters[name] = {**spec, op: value}
 
 
@@ -191,9 +195,13 @@ def decode_cursor(cursor: str, fingerprint: str) -> int:
     except (ValueError, KeyError, TypeError):
         raise ApiError(422, "invalid_cursor", "the cursor is not one this API handed out") from None
     if owner != fingerprint:
-        raise ApiError(422, "invalid_cursor", "the cursor belongs to another query: repeat the query it came from")
+        raise ApiError(
+            422, "invalid_cursor", "the cursor belongs to another query: repeat the query it came from"
+        )
     if not 0 <= offset <= OFFSET_MAX:
-        raise ApiError(422, "invalid_cursor", f"the cursor points past the deepest page ({OFFSET_MAX} results)")
+        raise ApiError(
+            422, "invalid_cursor", f"the cursor points past the deepest page ({OFFSET_MAX} results)"
+        )
     return offset
 
 

@@ -15,7 +15,7 @@ OFFSET_MAX = 10_000  # deep pages cost a top-(offset + k) search each; past this
 TEXT_MAX = 1_000
 
 FILTERS_DOC = (
-    'Catalogue filters: field -> value, list (any of) or {operator: value}, e.g. '
+    "Catalogue filters: field -> value, list (any of) or {operator: value}, e.g. "
     '{"category": ["shoes"], "price": {"lte": 50}}. Fields: category, currency, sku, kind, title '
     "(operators eq, ne, in, contains) and price, width, height, duration (eq, ne, gt, gte, lt, lte, in)."
 )
@@ -55,7 +55,9 @@ class FlatFilters(BaseModel):
     """Filters as plain parameters (query string, form fields): JSON string plus shortcuts."""
 
     filters: str | None = Field(
-        None, max_length=10_000, description=f"JSON object. {FILTERS_DOC}",
+        None,
+        max_length=10_000,
+        description=f"JSON object. {FILTERS_DOC}",
         examples=['{"category": ["shoes"], "price": {"lte": 50}}'],
     )
     category: list[str] = Field(default_factory=list, description="Shortcut: any of these categories.")
@@ -76,7 +78,11 @@ class SearchRequest(Paging, ResultFilters, QueryTerms):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"q": "red summer dress", "filters": {"category": ["dresses"], "price": {"lte": 50}}, "k": 24},
+                {
+                    "q": "red summer dress",
+                    "filters": {"category": ["dresses"], "price": {"lte": 50}},
+                    "k": 24,
+                },
                 {"q": "a truck at a loading dock at night", "media": "video", "k": 10},
                 {"image_id": 42, "q": "in blue", "weights": {"image": 1.0, "text": 0.5}},
                 {"q": "sneakers", "cursor": "eyJvIjoyNCwiZiI6IjEyMzQ1Njc4OTBhYmNkZWYifQ"},
@@ -139,17 +145,36 @@ class SearchResponse(BaseModel):
                 {
                     "results": [
                         {
-                            "id": 7, "unit_id": 7, "kind": "image", "path": "/photos/dress.jpg",
-                            "title": "Red summer dress", "score": 0.31, "media_url": "/v1/media/7",
+                            "id": 7,
+                            "unit_id": 7,
+                            "kind": "image",
+                            "path": "/photos/dress.jpg",
+                            "title": "Red summer dress",
+                            "score": 0.31,
+                            "media_url": "/v1/media/7",
                             "thumbnail_url": "/v1/thumbnails/7",
                             "metadata": {"price": 39.0, "category": "dresses"},
-                            "start": None, "end": None, "best_time": None, "width": 800, "height": 1200,
+                            "start": None,
+                            "end": None,
+                            "best_time": None,
+                            "width": 800,
+                            "height": 1200,
                         },
                         {
-                            "id": 12, "unit_id": 95, "kind": "video", "path": "/archive/dock.mp4",
-                            "title": None, "score": 0.27, "media_url": "/v1/media/12",
-                            "thumbnail_url": "/v1/thumbnails/95", "metadata": {"duration": 600.0},
-                            "start": 723.0, "end": 741.0, "best_time": 730.0, "width": 1280, "height": 720,
+                            "id": 12,
+                            "unit_id": 95,
+                            "kind": "video",
+                            "path": "/archive/dock.mp4",
+                            "title": None,
+                            "score": 0.27,
+                            "media_url": "/v1/media/12",
+                            "thumbnail_url": "/v1/thumbnails/95",
+                            "metadata": {"duration": 600.0},
+                            "start": 723.0,
+                            "end": 741.0,
+                            "best_time": 730.0,
+                            "width": 1280,
+                            "height": 720,
                         },
                     ],
                     "next": "eyJvIjoyLCJmIjoiMTIzNDU2Nzg5MGFiY2RlZiJ9",
@@ -221,7 +246,9 @@ class StatsOut(_Open):
         json_schema_extra={
             "examples": [
                 {
-                    "items": {"image": 1200, "video": 14}, "failed": 2, "units": 1890,
+                    "items": {"image": 1200, "video": 14},
+                    "failed": 2,
+                    "units": 1890,
                     "model": {"name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "dim": 512},
                     "index": {"type": "flat-ip (exact)", "size": 1890, "version": 3},
                     "facets": {"categories": ["dresses", "shoes"], "price": {"min": 4.5, "max": 320.0}},

@@ -39,9 +39,7 @@ def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     upload.file.seek(0)
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ApiError(
-            413, "upload_too_large", f"the upload is larger than the limit of {max_bytes:,} bytes"
-        )
+        raise ApiError(413, "upload_too_large", f"the upload is larger than the limit of {max_bytes:,} bytes")
     if not data:
         raise ApiError(422, "invalid_image", "the uploaded file is empty")
     return data

@@ -1,10 +1,8 @@
 """The library: migrations, one model per library, one writer at a time, self-repair on open."""
 
-import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from sqlalchemy import inspect
 
@@ -21,33 +19,47 @@ def test_a_new_library_is_migrated_to_head_on_open(library):
 
 def test_db_upgrade_command_runs_the_migrations(make_settings, tmp_path):
     s = make_settings()
-    env_args = ["--data-dir", str(s.data_dir)] + (["--database-url", s.database_url] if s.database_url else [])
-    done = subprocess.run([sys.executable, "-m", "glimpse", *env_args, "db", "upgrade"], capture_output=True, text=True)
+    env_args = ["--data-dir", str(s.data_dir)] + (
+        ["--database-url", s.database_url] if s.database_url else []
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "glimpse", *env_args, "db", "upgrade"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "revision 0001" in done.stdout
 
 
 def test_refuses_a_second_model_with_a_message_naming_both(library):
     library.bind_model(ModelRef("glimpse-tiny", None), 128)
-    with pytest.raises(ModelMismatch, match="glimpse-tiny.*ViT-B-32"):
+    with pytest.raises(ModelMismatch, match=r"glimpse-tiny.*ViT-B-32"):
         library.bind_model(ModelRef("ViT-B-32", "laion2b_s34b_b79k"), 512)
 
 
 def test_a_second_writer_fails_fast_naming_the_first(library, make_settings):
     other = Library(make_settings())
-    with library.writer_lock():
-        with pytest.raises(LibraryBusy, match="another indexer"):
-            with other.writer_lock():
-                pass
+    with library.writer_lock(), pytest.raises(LibraryBusy, match="another indexer"), other.writer_lock():
+        pass
     with other.writer_lock():  # free again once the first is done
         pass
     other.close()
 
 
 def test_two_services_migrating_a_new_postgres_database_at_once_both_succeed(postgres_url, tmp_path):
-    cmd = [sys.executable, "-m", "glimpse", "--data-dir", str(tmp_path), "--database-url", postgres_url, "db", "upgrade"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "glimpse",
+        "--data-dir",
+        str(tmp_path),
+        "--database-url",
+        postgres_url,
+        "db",
+        "upgrade",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
     assert all(code == 0 for _, _, code in results), results
     from glimpse.core.db import make_engine
 
@@ -55,8 +67,17 @@ def test_two_services_migrating_a_new_postgres_database_at_once_both_succeed(pos
 
 
 def test_an_unreachable_database_is_a_clear_error_after_retries(tmp_path):
-    cmd = [sys.executable, "-m", "glimpse", "--data-dir", str(tmp_path),
-           "--database-url", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere", "db", "upgrade"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "glimpse",
+        "--data-dir",
+        str(tmp_path),
+        "--database-url",
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        "db",
+        "upgrade",
+    ]
     env = {**__import__("os").environ, "GLIMPSE_DB_WAIT_SECONDS": "2"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 1

@@ -16,7 +16,7 @@ def tiny():
 
 def test_random_init_is_the_same_on_every_load(tiny):
     again = create_model("glimpse-tiny")
-    for (name, a), (_, b) in zip(tiny.state_dict().items(), again.state_dict().items()):
+    for (name, a), (_, b) in zip(tiny.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -76,7 +76,14 @@ def test_outputs_are_unit_length_float32(tiny_encoder):
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("texts", [["red"], ["a photo of a red circle on a white background"], ["a", "much longer query with many words in it than the other"]])
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["red"],
+        ["a photo of a red circle on a white background"],
+        ["a", "much longer query with many words in it than the other"],
+    ],
+)
 def test_trimmed_text_encoding_equals_open_clips_encode_text(tiny_encoder, texts):
     model = tiny_encoder.model
     tokens = tiny_encoder._tokenizer(texts)

@@ -26,7 +26,8 @@ def test_idle_threads_spin_briefly_then_sleep(clean_env):
 
 
 @pytest.mark.parametrize(
-    "name, value", [("OMP_WAIT_POLICY", "PASSIVE"), ("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "5")]
+    ("name", "value"),
+    [("OMP_WAIT_POLICY", "PASSIVE"), ("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "5")],
 )
 def test_an_explicit_openmp_setting_is_left_alone(clean_env, name, value):
     clean_env.setenv(name, value)

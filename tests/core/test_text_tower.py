@@ -38,7 +38,7 @@ def test_packed_layers_that_disagree_with_the_model_are_not_used(monkeypatch):
 
 
 def test_packed_ops_that_fail_fall_back_to_the_models_transformer(monkeypatch):
-    def missing_op(self, weight, bias):  # noqa: ANN001
+    def missing_op(self, weight, bias):
         raise RuntimeError("No such operator mkldnn::_reorder_linear_weight")
 
     monkeypatch.setattr(text_tower.PackedLinear, "__init__", missing_op)

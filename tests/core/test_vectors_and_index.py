@@ -60,5 +60,5 @@ def test_restricted_search_returns_k_allowed_hits_even_when_they_rank_low():
     vecs = _unit(rng, 1000, 16)
     index = VectorIndex.build(np.arange(1000), vecs, 16)
     allowed = np.array([3, 500, 999])
-    scores, got = index.search(vecs[:1], 10, allowed_ids=allowed)
+    _scores, got = index.search(vecs[:1], 10, allowed_ids=allowed)
     assert sorted(got[0].tolist()) == [3, 500, 999]

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import fnmatch
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -416,21 +417,38 @@ def _pyproject() -> dict:
 
 def test_dockerignore_keeps_secrets_local_state_and_media_out_of_the_image() -> None:
     rules = dockerignore_rules()
-    for path in (".env", ".env.production", ".git/HEAD", ".venv/bin/python", "glimpse-data/catalogue.db",
-                 "media/holiday/beach.jpg", "core/__pycache__/models.cpython-311.pyc", "deploy/tls.key"):
+    for path in (
+        ".env",
+        ".env.production",
+        ".git/HEAD",
+        ".venv/bin/python",
+        "glimpse-data/catalogue.db",
+        "media/holiday/beach.jpg",
+        "core/__pycache__/models.cpython-311.pyc",
+        "deploy/tls.key",
+    ):
         assert is_ignored(path, rules), path
 
 
 def test_dockerignore_keeps_everything_the_package_build_reads() -> None:
     rules = dockerignore_rules()
     project = _pyproject()
-    needed = ["pyproject.toml", project["project"]["readme"]]
-    for folder in project["tool"]["setuptools"]["package-dir"].values():
+    needed = ["pyproject.toml", project["project"]["readme"], "glimpse/__init__.py"]
+    folders = package_folders()
+    for folder in folders.values():
         needed += [f"{folder}/__init__.py", f"{folder}/module.py"]
     for package, globs in project["tool"]["setuptools"]["package-data"].items():
-        folder = project["tool"]["setuptools"]["package-dir"][package]
+        top, _, rest = package.removeprefix("glimpse.").partition(".")
+        folder = "/".join([folders[top], *rest.split(".")]) if rest else folders[top]
         needed += [f"{folder}/{g.replace('*', 'x')}" for g in globs]
     assert [p for p in needed if is_ignored(p, rules)] == []
+
+
+def package_folders() -> dict[str, str]:
+    """Sub-package -> the top-level folder its link in glimpse/ points at (core -> core, ...)."""
+    links = {p.name: p for p in (REPO / "glimpse").iterdir() if p.is_symlink()}
+    assert links, "glimpse/ links the design card's top-level folders"
+    return {name: link.resolve().relative_to(REPO).as_posix() for name, link in links.items()}
 
 
 def _copy_build_context(destination: Path) -> None:
@@ -439,9 +457,18 @@ def _copy_build_context(destination: Path) -> None:
     can_prune = not any(exception for exception, _ in rules)
     for root, dirs, files in os.walk(REPO):
         rel_root = Path(root).relative_to(REPO).as_posix()
-        rel = (lambda name: name) if rel_root == "." else (lambda name: f"{rel_root}/{name}")
+        prefix = "" if rel_root == "." else f"{rel_root}/"
+
+        def rel(name: str, prefix: str = prefix) -> str:
+            return prefix + name
+
         if can_prune:
             dirs[:] = [d for d in dirs if not is_ignored(rel(d), rules)]
+        for name in dirs:  # Docker's COPY keeps symbolic links as links (glimpse/core -> ../core)
+            link = Path(root) / name
+            if link.is_symlink() and not is_ignored(rel(name), rules):
+                (destination / rel(name)).parent.mkdir(parents=True, exist_ok=True)
+                (destination / rel(name)).symlink_to(os.readlink(link))
         for name in files:
             if not is_ignored(rel(name), rules):
                 target = destination / rel(name)
@@ -457,28 +484,47 @@ def test_the_package_builds_from_the_docker_build_context(tmp_path: Path) -> Non
     _copy_build_context(context)
     assert not (context / ".env").exists() and not (context / ".git").exists()
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-         "--wheel-dir", str(tmp_path / "wheels"), str(context)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    setuptools_cfg = project["tool"]["setuptools"]
+    package_data = project["tool"]["setuptools"]["package-data"]
     expected = set()
-    for package, folder in setuptools_cfg["package-dir"].items():
-        prefix = package.replace(".", "/")
-        expected |= {f"{prefix}/{f.name}" for f in (REPO / folder).glob("*.py")}
-        for glob in setuptools_cfg["package-data"].get(package, []):
-            expected |= {f"{prefix}/{f.relative_to(REPO / folder).as_posix()}" for f in (REPO / folder).glob(glob)}
+    for folder, _dirs, files in os.walk(REPO / "glimpse", followlinks=True):
+        prefix = Path(folder).relative_to(REPO).as_posix()
+        globs = package_data.get(prefix.replace("/", "."), [])
+        expected |= {
+            f"{prefix}/{name}"
+            for name in files
+            if name.endswith(".py") or any(fnmatch.fnmatch(name, g) for g in globs)
+        }
+    assert any(name.startswith("glimpse/core/weights/") for name in expected)
     assert expected - names == set(), "files the image would lack"
 
 
 # ---------------------------------------------------------------------------------------------
 # The commands the containers run exist in the CLI
 # ---------------------------------------------------------------------------------------------
-_COMMANDS = {name: svc["command"] for name, svc in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items()
-             if "command" in svc}
+_COMMANDS = {
+    name: svc["command"]
+    for name, svc in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items()
+    if "command" in svc
+}
 
 
 @pytest.mark.parametrize("service", sorted(_COMMANDS))

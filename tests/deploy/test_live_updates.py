@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +26,9 @@ def _free_port() -> int:
 
 
 def _glimpse(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "glimpse", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "glimpse", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -79,8 +80,12 @@ def test_api_serves_through_an_indexing_run_and_picks_up_its_result_without_rest
     # and every failure message below ends with its tail.
     api_log = tmp_path / "api.log"
     with api_log.open("w") as sink:
-        api = subprocess.Popen([sys.executable, "-m", "glimpse", "serve", "--port", str(port)], env=env,
-                               stdout=sink, stderr=subprocess.STDOUT)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "glimpse", "serve", "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
 
     def server_said() -> str:
         return "\n--- glimpse serve output (tail) ---\n" + api_log.read_text(errors="replace")[-3000:]
@@ -102,15 +107,22 @@ def test_api_serves_through_an_indexing_run_and_picks_up_its_result_without_rest
         prober.start()
 
         # Another process adds items...
-        added = [save_image(media / "added" / f"{i}.jpg", ("green", "yellow")[i % 2], seed=100 + i) for i in range(8)]
+        added = [
+            save_image(media / "added" / f"{i}.jpg", ("green", "yellow")[i % 2], seed=100 + i)
+            for i in range(8)
+        ]
         _glimpse(env, "index", str(media))
         expected = {str(p) for p in first + added}
-        assert _wait_for(lambda: _paths(client) == expected), "the API never served the added items" + server_said()
+        assert _wait_for(lambda: _paths(client) == expected), (
+            "the API never served the added items" + server_said()
+        )
 
         # ...then removes some; they disappear from results without a restart.
         shutil.rmtree(media / "first")
         _glimpse(env, "index", str(media))
-        assert _wait_for(lambda: _paths(client) == {str(p) for p in added}), "removed items are still served" + server_said()
+        assert _wait_for(lambda: _paths(client) == {str(p) for p in added}), (
+            "removed items are still served" + server_said()
+        )
 
         prober.stop.set()
         prober.join(timeout=30)

@@ -1,7 +1,6 @@
 """`glimpse index` on images: incremental, crash-safe, and never stopped by one bad file."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,9 @@ def _consistent(library) -> bool:
     return np.array_equal(np.sort(snapshot.index.ids()), library.live_unit_ids())
 
 
-def test_indexes_good_files_and_records_bad_ones_with_reasons(library, tiny_encoder, make_settings, image_folder):
+def test_indexes_good_files_and_records_bad_ones_with_reasons(
+    library, tiny_encoder, make_settings, image_folder
+):
     (image_folder / "truncated.jpg").write_bytes((image_folder / "red.png").read_bytes()[:200])
     (image_folder / "empty.jpg").write_bytes(b"")
     (image_folder / "notes.jpg").write_text("not an image")
@@ -73,7 +74,9 @@ def test_a_second_run_re_embeds_nothing(library, tiny_encoder, make_settings, im
     assert library.vector_store().stored_count() == stored
 
 
-def test_a_touched_file_with_the_same_content_is_not_re_embedded(library, tiny_encoder, make_settings, image_folder):
+def test_a_touched_file_with_the_same_content_is_not_re_embedded(
+    library, tiny_encoder, make_settings, image_folder
+):
     _index(library, tiny_encoder, make_settings(), image_folder)
     target = image_folder / "red.png"
     os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
@@ -81,7 +84,9 @@ def test_a_touched_file_with_the_same_content_is_not_re_embedded(library, tiny_e
     assert again.units == 0 and again.unchanged == 6
 
 
-def test_changed_files_are_re_embedded_and_removed_files_swept(library, tiny_encoder, make_settings, image_folder):
+def test_changed_files_are_re_embedded_and_removed_files_swept(
+    library, tiny_encoder, make_settings, image_folder
+):
     _index(library, tiny_encoder, make_settings(), image_folder)
     before = _assets(library)
     save_image(image_folder / "red.png", "blue", size=(120, 90), seed=99)
@@ -111,7 +116,9 @@ def test_a_missing_path_is_a_clear_error(library, tiny_encoder, make_settings, t
         _index(library, tiny_encoder, make_settings(), tmp_path / "nope")
 
 
-def test_repairs_an_index_that_disagrees_with_the_catalogue(library, tiny_encoder, make_settings, image_folder):
+def test_repairs_an_index_that_disagrees_with_the_catalogue(
+    library, tiny_encoder, make_settings, image_folder
+):
     _index(library, tiny_encoder, make_settings(), image_folder)
     library.index_path.unlink()  # e.g. lost, or left behind by a crash before the rebuild
     snapshot = library.open_index()
@@ -132,8 +139,12 @@ def test_sigkill_mid_run_leaves_a_library_that_opens_and_resumes_without_duplica
         save_image(root / f"{i:03d}.png", ("red", "green", "blue")[i % 3], size=(64, 48), seed=i)
     s = make_settings()
     env = {**os.environ, "GLIMPSE_COMMIT_UNITS": "8", "GLIMPSE_BATCH_SIZE": "8", "GLIMPSE_WORKERS": "1"}
-    proc = subprocess.Popen(_glimpse(s, "index", str(root), "--model", "glimpse-tiny", "--pretrained", "none"), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _glimpse(s, "index", str(root), "--model", "glimpse-tiny", "--pretrained", "none"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     library = Library(s)
     deadline = time.monotonic() + 120
     committed = 0
@@ -163,7 +174,11 @@ def test_sigkill_mid_run_leaves_a_library_that_opens_and_resumes_without_duplica
 def test_two_indexers_at_once_the_second_fails_fast(make_settings, image_folder, library):
     s = make_settings()
     with library.writer_lock():
-        done = subprocess.run(_glimpse(s, "index", str(image_folder), "--model", "glimpse-tiny", "--pretrained", "none"),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            _glimpse(s, "index", str(image_folder), "--model", "glimpse-tiny", "--pretrained", "none"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1
     assert "another indexer" in done.stderr

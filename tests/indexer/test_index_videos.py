@@ -1,5 +1,6 @@
 """`glimpse index` on videos: moments with the right times, bad files recorded, incremental."""
 
+import itertools
 import shutil
 
 import numpy as np
@@ -51,7 +52,7 @@ def _units(library, asset_id):
 
 
 def test_a_mix_of_good_and_bad_videos_indexes_without_a_crash(indexed, library):
-    folder, summary = indexed
+    _folder, _summary = indexed
     assets = _assets(library)
     assert assets["scenes.mp4"].status == INDEXED and assets["static.avi"].status == INDEXED
     assert assets["fake.mp4"].status == FAILED and assets["fake.mp4"].error
@@ -67,7 +68,7 @@ def test_segments_tile_the_video_and_static_footage_collapses(indexed, library):
     units = _units(library, assets["scenes.mp4"].id)
     assert 3 <= len(units) <= 11  # 11 frames sampled at 1 fps, near-identical ones merged
     assert units[0].t_start == pytest.approx(0.0, abs=0.01)
-    for a, b in zip(units, units[1:]):
+    for a, b in itertools.pairwise(units):
         assert a.t_end == pytest.approx(b.t_start)
     static = _units(library, assets["static.avi"].id)
     assert len(static) < 6  # six seconds of one scene do not become six vectors
@@ -81,7 +82,9 @@ def test_every_unit_has_a_thumbnail_in_the_data_dir(indexed, library):
         assert im.format == "JPEG" and max(im.size) <= 320
 
 
-def test_a_frame_of_a_known_scene_finds_that_video_as_a_moment_around_its_time(indexed, library, tiny_encoder, make_settings):
+def test_a_frame_of_a_known_scene_finds_that_video_as_a_moment_around_its_time(
+    indexed, library, tiny_encoder, make_settings
+):
     engine = SearchEngine(library, tiny_encoder, make_settings())
     frames = list(scene_frames(SCENES, 10, 160, 120))
     green_frame = Image.fromarray(frames[55])  # 5.5 s into the video: the green scene
@@ -93,7 +96,9 @@ def test_a_frame_of_a_known_scene_finds_that_video_as_a_moment_around_its_time(i
     assert 3.0 <= top.best_time <= 7.5
 
 
-def test_re_running_re_embeds_nothing_and_a_changed_video_is_re_indexed(indexed, library, tiny_encoder, make_settings):
+def test_re_running_re_embeds_nothing_and_a_changed_video_is_re_indexed(
+    indexed, library, tiny_encoder, make_settings
+):
     folder, _ = indexed
     again = _run(library, tiny_encoder, make_settings(), folder)
     assert again.units == 0 and again.indexed == 0

@@ -24,7 +24,9 @@ def rng() -> np.random.Generator:
 
 def test_static_shots_collapse_into_one_segment_each(rng: np.random.Generator) -> None:
     shot_a, shot_b = unit(rng.normal(size=64)), unit(rng.normal(size=64))
-    vectors = np.stack([near(shot_a, rng, 0.01) for _ in range(5)] + [near(shot_b, rng, 0.01) for _ in range(3)])
+    vectors = np.stack(
+        [near(shot_a, rng, 0.01) for _ in range(5)] + [near(shot_b, rng, 0.01) for _ in range(3)]
+    )
     times = [float(t) for t in range(8)]
     segments = collapse_segments(times, vectors, threshold=0.95, end_time=8.5)
     assert [s.member_indices for s in segments] == [(0, 1, 2, 3, 4), (5, 6, 7)]

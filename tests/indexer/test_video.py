@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from glimpse.indexer.video import (
+    SampledFrame,
+    VideoDecodeError,
+    is_video_path,
+    probe_video,
+    sample_frames,
+)
 from videos import (
     BLUE,
     GREEN,
@@ -25,14 +34,6 @@ from videos import (
     truncated_copy,
     undecodable_video,
     vp9_webm,
-)
-
-from glimpse.indexer.video import (
-    SampledFrame,
-    VideoDecodeError,
-    is_video_path,
-    probe_video,
-    sample_frames,
 )
 
 # Red 3 s, green 0.3 s, blue 3 s: the green shot is shorter than the 1 s sampling interval.
@@ -55,7 +56,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "half_second": coloured_video(folder / "half-second.mp4", [Scene(0.5, RED)], fps=10),
         "portrait": rotated_mp4(folder / "portrait.mp4", counter_clockwise=90),
         "portrait_other_way": rotated_mp4(folder / "portrait-cw.mp4", counter_clockwise=-90),
-        "upside_down": rotated_mp4(folder / "upside-down.mp4", counter_clockwise=180, upright_size=(160, 120)),
+        "upside_down": rotated_mp4(
+            folder / "upside-down.mp4", counter_clockwise=180, upright_size=(160, 120)
+        ),
         "faststart": coloured_video(
             folder / "faststart.mp4", [Scene(6.0, GREY)], container_options={"movflags": "+faststart"}
         ),
@@ -148,7 +151,7 @@ def test_samples_one_frame_per_second_near_each_whole_second(media: dict[str, Pa
 def test_higher_sampling_rate_gives_proportionally_more_frames(media: dict[str, Path]) -> None:
     times = [f.time for f in sample_frames(media["mkv"], fps=2.0)]
     assert len(times) == 12
-    assert all(later > earlier for earlier, later in zip(times, times[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(times))
     for index, time in enumerate(times):
         assert abs(time - index * 0.5) <= 0.2 + 1e-9
 
@@ -170,7 +173,7 @@ def test_a_short_shot_between_two_long_shots_gets_a_frame(media: dict[str, Path]
     # Each cut is found at the first decoded frame after it, so within a couple of source frames.
     changes = [f.time for f in frames if f.shot_change]
     assert len(changes) == 2
-    for found, truth in zip(changes, (green_start, blue_start)):
+    for found, truth in zip(changes, (green_start, blue_start), strict=True):
         assert truth <= found <= truth + 2 / SHORT_SHOT_FPS + 1e-9
 
 
@@ -180,7 +183,7 @@ def test_no_gap_between_samples_is_longer_than_the_interval(media: dict[str, Pat
     assert times[0] == pytest.approx(0.0)
     # Slack of two source frames: the frame nearest a grid time may be a skipped non-reference one.
     slack = 2 / SHORT_SHOT_FPS + 1e-9
-    assert all(0 < later - earlier <= 1.0 + slack for earlier, later in zip(times, times[1:]))
+    assert all(0 < later - earlier <= 1.0 + slack for earlier, later in itertools.pairwise(times))
     assert duration - times[-1] <= 1.0 + slack
 
 
@@ -266,7 +269,7 @@ def test_keyframes_mode_thins_keyframes_closer_than_the_interval(media: dict[str
     # other one is kept.
     times = [f.time for f in sample_frames(media["avi"], mode="keyframes", fps=0.5)]
     assert times[0] == 0.0
-    assert all(later - earlier >= 2.0 - 1e-3 for earlier, later in zip(times, times[1:]))
+    assert all(later - earlier >= 2.0 - 1e-3 for earlier, later in itertools.pairwise(times))
 
 
 # ---------------------------------------------------------------- bad files
@@ -290,9 +293,9 @@ def test_a_video_without_any_decodable_frame_raises_a_clear_error(media: dict[st
 
 def test_keeps_frames_read_before_a_truncation_and_reports_it_partial(media: dict[str, Path]) -> None:
     kept: list[SampledFrame] = []
+    frames = sample_frames(media["truncated_mkv"], fps=1.0)
     with pytest.raises(VideoDecodeError) as caught:
-        for frame in sample_frames(media["truncated_mkv"], fps=1.0):
-            kept.append(frame)
+        kept.extend(frames)  # the error comes after the frames read before it
     error = caught.value
     assert error.partial and error.frames_read == len(kept)
     assert "truncated" in error.reason
@@ -305,9 +308,9 @@ def test_keeps_frames_read_before_a_truncation_and_reports_it_partial(media: dic
 
 def test_a_truncated_faststart_mp4_keeps_its_first_frames(media: dict[str, Path]) -> None:
     kept: list[SampledFrame] = []
+    frames = sample_frames(media["truncated_faststart"], fps=1.0)
     with pytest.raises(VideoDecodeError) as caught:
-        for frame in sample_frames(media["truncated_faststart"], fps=1.0):
-            kept.append(frame)
+        kept.extend(frames)  # the error comes after the frames read before it
     assert caught.value.partial and kept
     assert max(f.time for f in kept) < 3.0
 

@@ -23,7 +23,9 @@ def _unique_shots(videos):
     return [(v, s, e, c) for v in videos for s, e, c in v.segments if captions.count(c) == 1]
 
 
-def test_describing_a_shot_returns_its_video_with_a_moment_around_the_shot(shape_videos, demo_encoder, make_settings):
+def test_describing_a_shot_returns_its_video_with_a_moment_around_the_shot(
+    shape_videos, demo_encoder, make_settings
+):
     settings = make_settings(model="glimpse-demo")
     library = Library(settings)
     try:

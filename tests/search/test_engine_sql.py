@@ -12,16 +12,20 @@ from glimpse.indexer.bulk import import_vectors
 from glimpse.search.engine import Query, SearchEngine
 
 
-def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_catalogue(tmp_path, tiny_encoder):
+def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_catalogue(
+    tmp_path, tiny_encoder
+):
     # SQLite only: PostgreSQL keeps statistics and plans this well by itself.
     settings = tiny_settings(tmp_path / "library")
     library = Library(settings)
     vectors = np.random.default_rng(0).standard_normal((300, 128)).astype(np.float32)
-    import_vectors(library, ModelRef("glimpse-tiny", None), [f"/elsewhere/{i}.jpg" for i in range(300)], vectors)
+    import_vectors(
+        library, ModelRef("glimpse-tiny", None), [f"/elsewhere/{i}.jpg" for i in range(300)], vectors
+    )
     engine = SearchEngine(library, tiny_encoder, settings)
     statements: list[tuple[str, tuple]] = []
 
-    def record(_conn, _cursor, statement, parameters, _context, _many):  # noqa: ANN001
+    def record(_conn, _cursor, statement, parameters, _context, _many):
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append((statement, tuple(parameters)))
 

@@ -20,7 +20,9 @@ class Hit:
     score: float
 
 
-def hit(unit_id: int, asset_id: int, start: float, end: float, score: float, best: float | None = None) -> Hit:
+def hit(
+    unit_id: int, asset_id: int, start: float, end: float, score: float, best: float | None = None
+) -> Hit:
     return Hit(unit_id, asset_id, start, end, start if best is None else best, score)
 
 
@@ -95,7 +97,11 @@ def test_a_moment_of_hits_without_unit_ids_has_none() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [hit(1, 1, 5.0, 4.0, 0.5, best=4.5), hit(1, 1, 0.0, 1.0, 0.5, best=3.0), hit(1, 1, math.nan, 1.0, 0.5, best=0.5)],
+    [
+        hit(1, 1, 5.0, 4.0, 0.5, best=4.5),
+        hit(1, 1, 0.0, 1.0, 0.5, best=3.0),
+        hit(1, 1, math.nan, 1.0, 0.5, best=0.5),
+    ],
 )
 def test_hits_with_impossible_times_are_refused(bad: Hit) -> None:
     with pytest.raises(ValueError):
@@ -132,7 +138,12 @@ def test_format_timestamp_refuses_impossible_times(bad: float) -> None:
 
 def test_with_a_margin_weak_neighbours_do_not_stretch_a_moment() -> None:
     # Segments tile a video; only the 3-7 s shot matches. Its neighbours were fetched too.
-    hits = [hit(1, 9, 0.0, 3.0, 0.25), hit(2, 9, 3.0, 7.0, 0.70), hit(3, 9, 7.0, 11.0, 0.68), hit(4, 9, 11.0, 14.0, 0.20)]
+    hits = [
+        hit(1, 9, 0.0, 3.0, 0.25),
+        hit(2, 9, 3.0, 7.0, 0.70),
+        hit(3, 9, 7.0, 11.0, 0.68),
+        hit(4, 9, 11.0, 14.0, 0.20),
+    ]
     best, *rest = merge_moments(hits, gap=0.0, per_video=3, margin=0.05)
     assert (best.start, best.end, best.score) == (3.0, 11.0, 0.70)  # the close runner-up joins
     assert sorted((m.start, m.end) for m in rest) == [(0.0, 3.0), (11.0, 14.0)]

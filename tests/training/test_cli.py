@@ -39,7 +39,16 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes_it(shape_pairs: 
 
 def test_train_command_reports_a_missing_pairs_file_without_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["train", "--pairs", str(tmp_path / "none.csv"), "--model", "glimpse-tiny", "--out", str(tmp_path / "x.safetensors")]
+        app,
+        [
+            "train",
+            "--pairs",
+            str(tmp_path / "none.csv"),
+            "--model",
+            "glimpse-tiny",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
     )
     assert result.exit_code == 2
     assert "none.csv: pairs file not found" in result.output

@@ -11,7 +11,9 @@ import pytest
 from glimpse.training.data import Pair, PairsFileError, read_pairs, split_holdout
 
 
-def test_jsonl_with_path_and_text_columns_resolves_paths_from_the_manifest_folder(shape_pairs: Path, tmp_path: Path) -> None:
+def test_jsonl_with_path_and_text_columns_resolves_paths_from_the_manifest_folder(
+    shape_pairs: Path, tmp_path: Path
+) -> None:
     rows = list(csv.DictReader(shape_pairs.open()))[:3]
     manifest = shape_pairs.parent / "pairs.jsonl"
     manifest.write_text("".join(json.dumps({"path": r["image"], "text": r["caption"]}) + "\n" for r in rows))
@@ -26,21 +28,23 @@ def test_jsonl_with_path_and_text_columns_resolves_paths_from_the_manifest_folde
 def test_a_manifest_without_a_caption_column_is_refused_by_name(tmp_path: Path) -> None:
     manifest = tmp_path / "shop.csv"
     manifest.write_text("image,title\na.jpg,Red dress\n")
-    with pytest.raises(PairsFileError, match=r"shop.csv: no 'caption' or 'text' column \(found: image, title\)"):
+    with pytest.raises(
+        PairsFileError, match=r"shop.csv: no 'caption' or 'text' column \(found: image, title\)"
+    ):
         read_pairs(manifest)
 
 
 def test_an_unknown_manifest_format_is_refused(tmp_path: Path) -> None:
     manifest = tmp_path / "pairs.xlsx"
     manifest.write_bytes(b"")
-    with pytest.raises(PairsFileError, match="pairs.xlsx: unknown pairs format"):
+    with pytest.raises(PairsFileError, match=r"pairs\.xlsx: unknown pairs format"):
         read_pairs(manifest)
 
 
 def test_invalid_json_line_is_reported_with_its_line_number(tmp_path: Path) -> None:
     manifest = tmp_path / "pairs.jsonl"
     manifest.write_text('{"image": "a.jpg", "caption": "x"}\n{not json\n')
-    with pytest.raises(PairsFileError, match="pairs.jsonl:2: not valid JSON"):
+    with pytest.raises(PairsFileError, match=r"pairs\.jsonl:2: not valid JSON"):
         read_pairs(manifest)
 
 

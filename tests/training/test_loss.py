@@ -39,7 +39,9 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch() -> None:
 
 def test_trimmed_text_encoding_equals_the_full_context_encoding() -> None:
     model = create_model("glimpse-tiny")
-    tokens = tokenizer_for("glimpse-tiny")(["red circle", "a photo of a small blue star at the top on a grey background"])
+    tokens = tokenizer_for("glimpse-tiny")(
+        ["red circle", "a photo of a small blue star at the top on a grey background"]
+    )
     with torch.no_grad():
         full = model.encode_text(tokens, normalize=True)
         trimmed = encode_text(model, tokens, normalize=True)

@@ -15,7 +15,15 @@ from glimpse.core.models import create_model
 from glimpse.training.state import ResumeError, read_state_meta, state_path
 from glimpse.training.trainer import TrainReport, train
 
-TINY = dict(model="glimpse-tiny", epochs=2, batch_size=8, lr=1e-3, device="cpu", progress=False, workers=0)
+TINY = {
+    "model": "glimpse-tiny",
+    "epochs": 2,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "device": "cpu",
+    "progress": False,
+    "workers": 0,
+}
 
 
 def _train(pairs: Path, out: Path, **overrides) -> TrainReport:
@@ -28,7 +36,9 @@ def test_checkpoint_written_by_train_loads_with_create_model(shape_pairs: Path, 
 
     loaded = create_model("glimpse-tiny", pretrained=str(out))
     untrained = create_model("glimpse-tiny")
-    trained_fp32 = {k.removeprefix("model."): v for k, v in load_file(state_path(out)).items() if k.startswith("model.")}
+    trained_fp32 = {
+        k.removeprefix("model."): v for k, v in load_file(state_path(out)).items() if k.startswith("model.")
+    }
     for name, param in loaded.state_dict().items():
         # The shipped file is fp16: equal to the trained weights up to half-precision rounding.
         assert torch.equal(param, trained_fp32[name].half().float()), name
@@ -38,7 +48,9 @@ def test_checkpoint_written_by_train_loads_with_create_model(shape_pairs: Path, 
     assert report.held_out_pairs == report.recall_after.pairs > 0
 
 
-def test_resume_continues_from_the_step_and_optimizer_state_it_stopped_at(shape_pairs: Path, tmp_path: Path) -> None:
+def test_resume_continues_from_the_step_and_optimizer_state_it_stopped_at(
+    shape_pairs: Path, tmp_path: Path
+) -> None:
     straight = _train(shape_pairs, tmp_path / "straight.safetensors")
 
     interrupted = tmp_path / "resumed.safetensors"
@@ -71,7 +83,7 @@ def test_resume_refuses_the_state_of_a_run_with_other_settings(shape_pairs: Path
 
 def test_resume_without_a_saved_state_says_where_it_looked(shape_pairs: Path, tmp_path: Path) -> None:
     out = tmp_path / "never-trained.safetensors"
-    with pytest.raises(ResumeError, match="never-trained.state.safetensors"):
+    with pytest.raises(ResumeError, match=r"never-trained\.state\.safetensors"):
         _train(shape_pairs, out, resume=True)
 
 
@@ -126,5 +138,5 @@ def test_bad_pairs_are_reported_and_skipped(shape_pairs: Path, tmp_path: Path) -
 def test_training_on_a_file_of_only_bad_pairs_fails_naming_the_file(tmp_path: Path) -> None:
     manifest = tmp_path / "pairs.jsonl"
     manifest.write_text(json.dumps({"path": "nowhere.png", "text": "a red circle"}) + "\n")
-    with pytest.raises(ValueError, match="pairs.jsonl: no usable training pairs"):
+    with pytest.raises(ValueError, match=r"pairs\.jsonl: no usable training pairs"):
         _train(manifest, tmp_path / "ck.safetensors")

@@ -63,9 +63,16 @@ def browser() -> Iterator[object]:
     # Debian's browser and driver, named explicitly so Selenium never tries to download one.
     options.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", f"--user-data-dir={profile}", "--window-size=1400,1000",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -100,7 +107,11 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
         images = driver.find_elements(By.CSS_SELECTOR, ".st-key-results img")
         page = driver.find_element(By.TAG_NAME, "body").text
         # naturalWidth > 0: the bytes really arrived and decoded, not just an <img> tag.
-        loaded = [i for i in images if driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)]
+        loaded = [
+            i
+            for i in images
+            if driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)
+        ]
         cards = len(titles) + page.count("harbour.mp4")
         every_title = all(title in page for title in titles)
         return (loaded, page) if every_title and len(loaded) == len(images) == cards else None

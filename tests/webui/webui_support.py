@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 def _root_conftest():
     """tests/conftest.py under its own name: `from conftest import` finds whichever conftest.py
     pytest loaded last (tests/training has one too), so it is not a stable way to reach it."""
-    spec = importlib.util.spec_from_file_location("glimpse_tests_root_conftest", REPO / "tests" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "glimpse_tests_root_conftest", REPO / "tests" / "conftest.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,7 +84,9 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
     while time.monotonic() < deadline:
         if process.poll() is not None:
             out = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered:\n{out}")
+            raise RuntimeError(
+                f"{process.args} exited with {process.returncode} before {url} answered:\n{out}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
@@ -116,8 +120,9 @@ def build_library(root: Path) -> Path:
     (media / "clips").mkdir(parents=True)
     coloured_video(media / "clips" / VIDEO_NAME, [Scene(3.0, RED), Scene(3.0, BLUE)], fps=10, size=(160, 120))
     data_dir = root / "library"
-    settings = Settings(data_dir=data_dir, model=MODEL, pretrained=None, device="cpu", batch_size=16, workers=1,
-                        video_fps=2.0)
+    settings = Settings(
+        data_dir=data_dir, model=MODEL, pretrained=None, device="cpu", batch_size=16, workers=1, video_fps=2.0
+    )
     library = Library(settings)
     try:
         encoder = Encoder(MODEL, None, device="cpu")
@@ -136,7 +141,9 @@ def launch(args: list[str], port: int, health: str, env: dict[str, str], log: Pa
     Its output goes to ``log``, not to a pipe: a pipe nobody reads blocks a chatty server once full.
     """
     with log.open("w") as sink:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([*GLIMPSE, *args], env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(
+            [*GLIMPSE, *args], env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}{health}", process, log)
     except Exception:
@@ -148,7 +155,17 @@ def launch(args: list[str], port: int, health: str, env: dict[str, str], log: Pa
 def start_api(data_dir: Path, key: str | None = None) -> Api:
     port = free_port()
     env = child_env(GLIMPSE_MODEL=MODEL, **({"GLIMPSE_API_KEYS": key} if key else {}))
-    args = ["--data-dir", str(data_dir), "--device", "cpu", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args = [
+        "--data-dir",
+        str(data_dir),
+        "--device",
+        "cpu",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     process = launch(args, port, "/healthz", env, data_dir.parent / f"serve-{port}.log")
     return Api(f"http://127.0.0.1:{port}", data_dir, process, key)
 

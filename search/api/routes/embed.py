@@ -20,7 +20,10 @@ _BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": EmbedRequest.model_json_schema(), "example": {"text": "a red circle"}},
+            "application/json": {
+                "schema": EmbedRequest.model_json_schema(),
+                "example": {"text": "a red circle"},
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -39,8 +42,10 @@ _BODY_DOC = {
     openapi_extra=_BODY_DOC,
     summary="Embed a text (JSON) or an image (multipart `file`)",
     responses={
-        413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
-        422: {"model": ErrorResponse}, 503: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        415: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
     },
 )
 async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
@@ -54,7 +59,9 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
     if content_type in ("application/json", ""):
         body = EmbedRequest.model_validate_json(await request.body() or b"{}")
         return await run_in_threadpool(_embed_text, service, body.text)
-    raise ApiError(415, "unsupported_media_type", "send JSON {\"text\": ...} or multipart with an image in `file`")
+    raise ApiError(
+        415, "unsupported_media_type", 'send JSON {"text": ...} or multipart with an image in `file`'
+    )
 
 
 def _embed_text(service: SearchService, text: str) -> EmbedResponse:
@@ -72,7 +79,7 @@ def _embed_image(service: SearchService, upload: UploadFile) -> EmbedResponse:
     return _response(encoder.ref, encoder.encode_images([image])[0], started)
 
 
-def _response(ref, vector, started: float) -> EmbedResponse:  # noqa: ANN001
+def _response(ref, vector, started: float) -> EmbedResponse:
     return EmbedResponse(
         model=ModelOut(name=ref.name, pretrained=ref.pretrained),
         dim=len(vector),

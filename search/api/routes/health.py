@@ -28,6 +28,4 @@ def readyz(service: ServiceDep) -> ReadyOut | JSONResponse:
     if ready:
         return ReadyOut(status="ready", checks=checks)
     failing = "; ".join(f"{name}: {c.get('error', 'failing')}" for name, c in checks.items() if not c["ok"])
-    return JSONResponse(
-        {**error_body(503, "not_ready", failing), "checks": checks}, status_code=503
-    )
+    return JSONResponse({**error_body(503, "not_ready", failing), "checks": checks}, status_code=503)

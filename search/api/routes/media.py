@@ -22,7 +22,11 @@ _FILE_ERRORS = {
 @router.get(
     "/media/{item_id}",
     response_class=FileResponse,
-    responses={200: {"content": {"image/*": {}, "video/*": {}}}, 206: {"description": "Partial content (Range)"}, **_FILE_ERRORS},
+    responses={
+        200: {"content": {"image/*": {}, "video/*": {}}},
+        206: {"description": "Partial content (Range)"},
+        **_FILE_ERRORS,
+    },
     summary="The original file (supports HTTP Range, so videos seek)",
 )
 def media(item_id: Annotated[int, Path(ge=1)], library: LibraryDep) -> FileResponse:

@@ -10,19 +10,30 @@ from fastapi import APIRouter, Form, Query
 
 from glimpse.search.api.deps import EncoderDep, QueryEngineDep, SettingsDep, UrlPrefixDep
 from glimpse.search.api.querying import run_search, spec_from_body, spec_from_flat
-from glimpse.search.api.schemas import ErrorResponse, ImageSearchForm, SearchParams, SearchRequest, SearchResponse
+from glimpse.search.api.schemas import (
+    ErrorResponse,
+    ImageSearchForm,
+    SearchParams,
+    SearchRequest,
+    SearchResponse,
+)
 from glimpse.search.api.uploads import decode_upload, read_upload
 
 router = APIRouter(tags=["search"])
 
 _SEARCH_ERRORS = {
     404: {"model": ErrorResponse, "description": "`image_id` is not an indexed item"},
-    422: {"model": ErrorResponse, "description": "Invalid parameters, filter (`invalid_filter`), query or cursor"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid parameters, filter (`invalid_filter`), query or cursor",
+    },
     503: {"model": ErrorResponse, "description": "The library has nothing indexed yet (`library_empty`)"},
 }
 
 
-@router.get("/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, summary="Search (query string)")
+@router.get(
+    "/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, summary="Search (query string)"
+)
 def search_get(
     params: Annotated[SearchParams, Query()], engine: QueryEngineDep, prefix: UrlPrefixDep
 ) -> SearchResponse:

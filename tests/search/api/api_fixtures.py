@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,7 +28,7 @@ from videos import BLUE, GREEN, RED, Scene, coloured_video
 
 PALETTE = ["red", "green", "blue", "yellow", "black", "white"]
 # 60 images: 3 shoes (selective filter), 12 bags, the rest shirts; prices 5..300.
-CATEGORY_OF = {**{i: "shoes" for i in (7, 23, 41)}, **{i: "bags" for i in range(0, 60, 5)}}
+CATEGORY_OF = {**dict.fromkeys((7, 23, 41), "shoes"), **dict.fromkeys(range(0, 60, 5), "bags")}
 
 
 def category(i: int) -> str:
@@ -61,7 +61,15 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Catalogue:
     for i in range(60):
         name = f"item-{i:02d}.{'png' if i % 4 == 0 else 'jpg'}"
         save_image(photos / name, PALETTE[i % len(PALETTE)], size=(96 + i % 7, 72), seed=i)
-        rows.append({"path": name, "title": f"Product {i}", "price": price(i), "category": category(i), "sku": f"SKU-{i:03d}"})
+        rows.append(
+            {
+                "path": name,
+                "title": f"Product {i}",
+                "price": price(i),
+                "category": category(i),
+                "sku": f"SKU-{i:03d}",
+            }
+        )
     with open(photos / "catalogue.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -130,12 +138,12 @@ def client(served: Served) -> Iterator[TestClient]:
         yield c
 
 
-def result_ids(response) -> list[int]:  # noqa: ANN001
+def result_ids(response) -> list[int]:
     assert response.status_code == 200, response.text
     return [r["id"] for r in response.json()["results"]]
 
 
-def assert_error(response, status: int, code: str) -> dict:  # noqa: ANN001
+def assert_error(response, status: int, code: str) -> dict:
     """The stable error shape, with this status and code."""
     assert response.status_code == status, response.text
     body = response.json()
@@ -146,7 +154,7 @@ def assert_error(response, status: int, code: str) -> dict:  # noqa: ANN001
     return body["error"]
 
 
-def exact_image_ranking(settings: Settings, query, k: int) -> list[tuple[int, float]]:  # noqa: ANN001
+def exact_image_ranking(settings: Settings, query, k: int) -> list[tuple[int, float]]:
     """(asset id, score) of the k images closest to ``query``, by brute force over the stored vectors."""
     import numpy as np
     from sqlalchemy import select
@@ -157,11 +165,20 @@ def exact_image_ranking(settings: Settings, query, k: int) -> list[tuple[int, fl
     try:
         ids, vectors = library.vector_store().load(wanted=library.live_unit_ids())
         with library.Session() as s:
-            image_asset = dict(s.execute(select(Unit.id, Unit.asset_id).join(Asset).where(Asset.kind == "image")).all())
+            image_asset = dict(
+                s.execute(select(Unit.id, Unit.asset_id).join(Asset).where(Asset.kind == "image")).all()
+            )
     finally:
         library.close()
     scores = vectors @ np.asarray(query, dtype=np.float32)
-    ranked = sorted(((float(sc), image_asset[int(u)]) for u, sc in zip(ids, scores) if int(u) in image_asset), key=lambda t: -t[0])
+    ranked = sorted(
+        (
+            (float(sc), image_asset[int(u)])
+            for u, sc in zip(ids, scores, strict=True)
+            if int(u) in image_asset
+        ),
+        key=lambda t: -t[0],
+    )
     return [(a, sc) for sc, a in ranked[:k]]
 
 

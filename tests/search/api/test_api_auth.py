@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -56,7 +56,12 @@ def test_wrong_or_malformed_keys_are_401(keyed, headers):
 
 
 @pytest.mark.parametrize(
-    "headers", [{"Authorization": "Bearer client-key-1"}, {"Authorization": "bearer ui-key-2"}, {"X-API-Key": "ui-key-2"}]
+    "headers",
+    [
+        {"Authorization": "Bearer client-key-1"},
+        {"Authorization": "bearer ui-key-2"},
+        {"X-API-Key": "ui-key-2"},
+    ],
 )
 def test_any_configured_key_in_either_header_is_accepted(keyed, headers):
     assert keyed.get("/v1/stats", headers=headers).status_code == 200
@@ -82,5 +87,7 @@ def test_without_keys_configured_the_api_is_open(client):
 
 def test_key_comparison_is_exact():
     assert key_matches("ui-key-2", KEYS) and key_matches("client-key-1", KEYS)
-    assert not key_matches("ui-key-", KEYS) and not key_matches("", KEYS) and not key_matches("UI-KEY-2", KEYS)
+    assert (
+        not key_matches("ui-key-", KEYS) and not key_matches("", KEYS) and not key_matches("UI-KEY-2", KEYS)
+    )
     assert not key_matches("anything", [])

@@ -12,10 +12,17 @@ import pytest
 from api_fixtures import catalogue, client, module_database_url, result_ids, served  # noqa: F401
 from glimpse.core.encoder import Encoder
 from glimpse.core.index import VectorIndex
-from glimpse.search.batching import BatcherClosed, IndexQuery, MicroBatcher, SearchBatcher, TextBatcher, search_together
+from glimpse.search.batching import (
+    BatcherClosed,
+    IndexQuery,
+    MicroBatcher,
+    SearchBatcher,
+    TextBatcher,
+    search_together,
+)
 
 
-def _together(n: int, fn):  # noqa: ANN001
+def _together(n: int, fn):
     """Call ``fn(i)`` from ``n`` threads released at the same instant; results in order."""
     barrier = threading.Barrier(n)
 
@@ -109,7 +116,9 @@ def test_an_error_in_the_batch_reaches_every_caller_and_the_batcher_goes_on():
 
 def test_text_batcher_encodes_like_the_encoder_and_skips_cached_texts(tiny_encoder: Encoder):
     encoder = Encoder("glimpse-tiny", None, device="cpu", text_cache_size=64).load()  # its own, empty cache
-    texts = [f"query number {i} about a {c} thing" for i, c in enumerate(["red", "blue", "green", "black"] * 2)]
+    texts = [
+        f"query number {i} about a {c} thing" for i, c in enumerate(["red", "blue", "green", "black"] * 2)
+    ]
     batcher = TextBatcher(encoder, max_wait=0.05)
     try:
         got = _together(len(texts), lambda i: batcher.encode(texts[i]))
@@ -128,10 +137,17 @@ def test_batched_index_searches_equal_searching_each_query_alone():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     first = VectorIndex.build(np.arange(1000, 1500), vectors, 16)
     second = VectorIndex.build(np.arange(500), vectors[::-1].copy(), 16)
-    queries = [IndexQuery(first if i % 3 else second, vectors[i * 7], k) for i, k in enumerate([1, 5, 40, 3, 17, 500, 2])]
-    for q, (scores, ids) in zip(queries, search_together(queries)):
+    queries = [
+        IndexQuery(first if i % 3 else second, vectors[i * 7], k)
+        for i, k in enumerate([1, 5, 40, 3, 17, 500, 2])
+    ]
+    for q, (scores, ids) in zip(queries, search_together(queries), strict=True):
         exp_scores, exp_ids = q.index.search(q.vector[None, :], q.k)
-        assert scores.shape == (1, q.k) and np.array_equal(ids, exp_ids) and np.allclose(scores, exp_scores, atol=1e-6)
+        assert (
+            scores.shape == (1, q.k)
+            and np.array_equal(ids, exp_ids)
+            and np.allclose(scores, exp_scores, atol=1e-6)
+        )
 
 
 def test_search_batcher_serves_concurrent_queries():
@@ -143,7 +159,7 @@ def test_search_batcher_serves_concurrent_queries():
         got = _together(8, lambda i: batcher.search(index, vectors[i], 5 + i))
     finally:
         batcher.close()
-    for i, (scores, ids) in enumerate(got):
+    for i, (_scores, ids) in enumerate(got):
         assert np.array_equal(ids, index.search(vectors[i][None, :], 5 + i)[1])
     assert batcher.stats.batches < 8
 

@@ -6,7 +6,15 @@ import time
 
 from fastapi.testclient import TestClient
 
-from api_fixtures import api_settings, assert_error, catalogue, client, index_into, module_database_url, served  # noqa: F401
+from api_fixtures import (  # noqa: F401
+    api_settings,
+    assert_error,
+    catalogue,
+    client,
+    index_into,
+    module_database_url,
+    served,
+)
 from conftest import save_image
 from glimpse.core.library import Library
 from glimpse.search.api.app import create_app
@@ -22,9 +30,18 @@ def test_healthz_and_readyz_on_a_served_library(client):
 
 def test_openapi_documents_every_route_with_examples(client):
     spec = client.get("/openapi.json").json()
-    assert {"/healthz", "/readyz", "/v1/search", "/v1/search/image", "/v1/items/{item_id}",
-            "/v1/items/{item_id}/similar", "/v1/media/{item_id}", "/v1/thumbnails/{unit_id}",
-            "/v1/embed", "/v1/stats"} <= set(spec["paths"])
+    assert {
+        "/healthz",
+        "/readyz",
+        "/v1/search",
+        "/v1/search/image",
+        "/v1/items/{item_id}",
+        "/v1/items/{item_id}/similar",
+        "/v1/media/{item_id}",
+        "/v1/thumbnails/{unit_id}",
+        "/v1/embed",
+        "/v1/stats",
+    } <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     assert schemas["SearchRequest"]["examples"] and schemas["SearchResponse"]["examples"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
@@ -70,12 +87,17 @@ def test_an_index_published_while_serving_is_served_without_restart(tmp_path, da
         assert c.get("/readyz").status_code == 200
         index_into(settings, tiny_encoder, first, second)
         time.sleep(1.1)
-        paths = {x["path"].rsplit("/", 1)[-1] for x in c.get("/v1/search", params={"q": "red", "k": 50}).json()["results"]}
+        paths = {
+            x["path"].rsplit("/", 1)[-1]
+            for x in c.get("/v1/search", params={"q": "red", "k": 50}).json()["results"]
+        }
         assert paths == {"a0.jpg", "a1.jpg", "a2.jpg", "b0.jpg", "b1.jpg", "b2.jpg"}
         assert c.get("/v1/stats").json()["index"]["version"] == 2
 
 
-def test_readyz_fails_while_the_served_index_disagrees_with_the_catalogue(tmp_path, database_url, tiny_encoder):
+def test_readyz_fails_while_the_served_index_disagrees_with_the_catalogue(
+    tmp_path, database_url, tiny_encoder
+):
     settings = api_settings(tmp_path / "lib", database_url)
     folder = tmp_path / "photos"
     for i in range(3):
@@ -90,7 +112,13 @@ def test_readyz_fails_while_the_served_index_disagrees_with_the_catalogue(tmp_pa
             from glimpse.core.catalogue import INDEXED, Asset, Unit
 
             with library.Session.begin() as s:
-                s.add(Unit(asset=Asset(path=str(folder / "late.jpg"), kind="image", size=1, mtime_ns=1, status=INDEXED)))
+                s.add(
+                    Unit(
+                        asset=Asset(
+                            path=str(folder / "late.jpg"), kind="image", size=1, mtime_ns=1, status=INDEXED
+                        )
+                    )
+                )
             with TestClient(create_app(settings)) as c:
                 ready = c.get("/readyz")
                 assert_error(ready, 503, "not_ready")

@@ -35,7 +35,12 @@ def test_item_has_all_catalogue_fields_and_its_unit(client, served):
     item_id = served.ids["item-23.jpg"]
     body = client.get(f"/v1/items/{item_id}").json()
     assert body["id"] == item_id and body["kind"] == "image" and body["status"] == "indexed"
-    assert (body["title"], body["sku"], body["category"], body["price"]) == ("Product 23", "SKU-023", "shoes", price(23))
+    assert (body["title"], body["sku"], body["category"], body["price"]) == (
+        "Product 23",
+        "SKU-023",
+        "shoes",
+        price(23),
+    )
     assert body["path"] == str(served.catalogue.photos.resolve() / "item-23.jpg")
     assert body["width"] == 96 + 23 % 7 and body["height"] == 72
     assert body["media_url"] == f"/v1/media/{item_id}"
@@ -64,7 +69,9 @@ def test_similar_leaves_the_item_out_and_pages(client, served):
     first = client.get(f"/v1/items/{item_id}/similar", params={"k": 5, "media": "image"})
     ids = result_ids(first)
     assert len(ids) == 5 and item_id not in ids
-    second = client.get(f"/v1/items/{item_id}/similar", params={"k": 5, "media": "image", "cursor": first.json()["next"]})
+    second = client.get(
+        f"/v1/items/{item_id}/similar", params={"k": 5, "media": "image", "cursor": first.json()["next"]}
+    )
     assert not set(ids) & set(result_ids(second))
     everything = client.get(f"/v1/items/{item_id}/similar", params={"k": 200, "media": "image"})
     assert len(result_ids(everything)) == 59 and result_ids(everything)[:10] == ids + result_ids(second)
@@ -223,7 +230,7 @@ def test_a_file_removed_since_indexing_is_404(escape_library):
 
 
 def test_a_thumbnail_row_pointing_outside_the_thumbs_folder_is_refused(escape_library):
-    settings, _media, outside, _ = escape_library
+    settings, _media, _outside, _ = escape_library
     from glimpse.core.catalogue import Unit
 
     library = Library(settings)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
-import numpy as np
 import pytest
 
 from api_fixtures import (  # noqa: F401 - fixtures
@@ -37,8 +37,20 @@ def test_text_search_returns_results_in_the_documented_shape(client):
     assert r.status_code == 200 and set(body) == {"results", "next", "took_ms"}
     assert len(body["results"]) == 5 and body["next"] is not None and body["took_ms"] >= 0
     first = body["results"][0]
-    assert {"id", "unit_id", "kind", "path", "title", "score", "media_url", "thumbnail_url",
-            "metadata", "start", "end", "best_time"} <= set(first)
+    assert {
+        "id",
+        "unit_id",
+        "kind",
+        "path",
+        "title",
+        "score",
+        "media_url",
+        "thumbnail_url",
+        "metadata",
+        "start",
+        "end",
+        "best_time",
+    } <= set(first)
     assert first["media_url"] == f"/v1/media/{first['id']}"
     assert first["thumbnail_url"] == f"/v1/thumbnails/{first['unit_id']}"
     scores = [x["score"] for x in body["results"]]
@@ -83,13 +95,16 @@ def test_price_range_filter_and_get_shortcuts(client, served):
     assert sorted(str(_index_of(n)) for n in names) == expected
     shortcut = client.get("/v1/search", params={"q": "shirt", "k": 200, "price_min": 50, "price_max": 120})
     as_json = client.get(
-        "/v1/search", params={"q": "shirt", "k": 200, "filters": json.dumps({"price": {"gte": 50, "lte": 120}})}
+        "/v1/search",
+        params={"q": "shirt", "k": 200, "filters": json.dumps({"price": {"gte": 50, "lte": 120}})},
     )
     assert result_ids(shortcut) == result_ids(body) == result_ids(as_json)
 
 
 def test_repeated_category_params_mean_any_of(client, served):
-    r = client.get("/v1/search", params=[("q", "x"), ("k", "200"), ("category", "shoes"), ("category", "bags")])
+    r = client.get(
+        "/v1/search", params=[("q", "x"), ("k", "200"), ("category", "shoes"), ("category", "bags")]
+    )
     cats = {category(_index_of(n)) for n in _names(served, r)}
     assert cats == {"shoes", "bags"} and len(r.json()["results"]) == 15
 
@@ -103,7 +118,7 @@ def test_shortcut_combines_with_json_filters(client, served):
 
 
 @pytest.mark.parametrize(
-    "filters, named",
+    ("filters", "named"),
     [
         ({"colour": ["red"]}, "colour"),
         ({"price": {"between": [1, 2]}}, "between"),
@@ -114,7 +129,9 @@ def test_shortcut_combines_with_json_filters(client, served):
 def test_unknown_filter_fields_and_operators_are_422_naming_them(client, filters, named):
     err = assert_error(client.post("/v1/search", json={"q": "x", "filters": filters}), 422, "invalid_filter")
     assert named in err["message"]
-    err = assert_error(client.get("/v1/search", params={"q": "x", "filters": json.dumps(filters)}), 422, "invalid_filter")
+    err = assert_error(
+        client.get("/v1/search", params={"q": "x", "filters": json.dumps(filters)}), 422, "invalid_filter"
+    )
     assert named in err["message"]
 
 
@@ -126,13 +143,14 @@ def test_filters_param_must_be_a_json_object(client, raw):
 def test_same_operator_twice_is_refused(client):
     err = assert_error(
         client.get("/v1/search", params={"q": "x", "filters": '{"price": {"gte": 1}}', "price_min": 3}),
-        422, "invalid_filter",
+        422,
+        "invalid_filter",
     )
     assert "twice" in err["message"]
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    ("body", "field"),
     [
         ({"q": "x", "k": 0}, "k"),
         ({"q": "x", "k": 201}, "k"),
@@ -170,7 +188,9 @@ def test_walking_all_pages_with_the_cursor_equals_one_big_page(client):
     assert big["next"] is None and len(big["results"]) == 60
     walked, cursor, pages = [], None, 0
     while True:
-        body = client.post("/v1/search", json={**query, "k": 7, **({"cursor": cursor} if cursor else {})}).json()
+        body = client.post(
+            "/v1/search", json={**query, "k": 7, **({"cursor": cursor} if cursor else {})}
+        ).json()
         walked += [(r["id"], r["unit_id"]) for r in body["results"]]
         pages += 1
         cursor = body["next"]
@@ -194,7 +214,9 @@ def test_video_pages_walk_without_duplicates_or_gaps(client):
     big = client.post("/v1/search", json={**query, "k": 200}).json()["results"]
     walked, cursor = [], None
     while True:
-        body = client.post("/v1/search", json={**query, "k": 1, **({"cursor": cursor} if cursor else {})}).json()
+        body = client.post(
+            "/v1/search", json={**query, "k": 1, **({"cursor": cursor} if cursor else {})}
+        ).json()
         walked += [(r["id"], r["start"], r["end"]) for r in body["results"]]
         if (cursor := body["next"]) is None:
             break
@@ -202,7 +224,8 @@ def test_video_pages_walk_without_duplicates_or_gaps(client):
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage!", "eyJvIjogM30", "e30"]  # not base64 JSON / no fingerprint / empty object
+    "cursor",
+    ["garbage!", "eyJvIjogM30", "e30"],  # not base64 JSON / no fingerprint / empty object
 )
 def test_a_cursor_this_api_did_not_issue_is_422(client, cursor):
     assert_error(client.get("/v1/search", params={"q": "x", "cursor": cursor}), 422, "invalid_cursor")
@@ -210,11 +233,17 @@ def test_a_cursor_this_api_did_not_issue_is_422(client, cursor):
 
 def test_a_cursor_only_continues_its_own_query(client):
     nxt = client.post("/v1/search", json={"q": "red", "k": 3}).json()["next"]
-    err = assert_error(client.post("/v1/search", json={"q": "blue", "k": 3, "cursor": nxt}), 422, "invalid_cursor")
+    err = assert_error(
+        client.post("/v1/search", json={"q": "blue", "k": 3, "cursor": nxt}), 422, "invalid_cursor"
+    )
     assert "another query" in err["message"]
     other_filter = {"q": "red", "k": 3, "cursor": nxt, "filters": {"category": "bags"}}
     assert_error(client.post("/v1/search", json=other_filter), 422, "invalid_cursor")
-    assert_error(client.post("/v1/search", json={"q": "red", "k": 3, "cursor": nxt, "offset": 3}), 422, "invalid_cursor")
+    assert_error(
+        client.post("/v1/search", json={"q": "red", "k": 3, "cursor": nxt, "offset": 3}),
+        422,
+        "invalid_cursor",
+    )
     # the page size may change between pages
     assert client.post("/v1/search", json={"q": "red", "k": 5, "cursor": nxt}).status_code == 200
 
@@ -227,7 +256,7 @@ def test_video_hits_are_moments_inside_their_video(client, served):
     assert {r["id"] for r in results} <= videos
     for r in results:
         assert r["start"] <= r["best_time"] <= r["end"]
-        assert 0 <= r["start"] and r["end"] <= r["metadata"]["duration"] + 0.5
+        assert r["start"] >= 0 and r["end"] <= r["metadata"]["duration"] + 0.5
         item = client.get(f"/v1/items/{r['id']}").json()
         assert r["unit_id"] in [u["unit_id"] for u in item["units"]]
     per_video = {}
@@ -235,7 +264,7 @@ def test_video_hits_are_moments_inside_their_video(client, served):
         per_video.setdefault(r["id"], []).append((r["start"], r["end"]))
     for spans in per_video.values():  # moments of one video never overlap
         spans.sort()
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
         assert len(spans) <= served.settings.moments_per_video
 
 
@@ -260,7 +289,14 @@ def test_more_like_this_by_image_id_and_combined_with_text(client, served):
     # colour almost on top of each other, so a twin may tie with it
     assert scores[item] == pytest.approx(1.0, abs=1e-3) and max(scores.values()) <= 1.0 + 1e-3
     mixed = client.post(
-        "/v1/search", json={"image_id": item, "q": "blue", "weights": {"image": 1.0, "text": 3.0}, "k": 60, "media": "image"}
+        "/v1/search",
+        json={
+            "image_id": item,
+            "q": "blue",
+            "weights": {"image": 1.0, "text": 3.0},
+            "k": 60,
+            "media": "image",
+        },
     )
     text_only = client.post("/v1/search", json={"q": "blue", "k": 60, "media": "image"})
     assert result_ids(mixed) != result_ids(alone) and result_ids(mixed) != result_ids(text_only)
@@ -269,7 +305,8 @@ def test_more_like_this_by_image_id_and_combined_with_text(client, served):
 def test_negative_text_changes_the_ranking(client):
     plain = client.post("/v1/search", json={"q": "shirt", "k": 60, "media": "image"})
     negated = client.post(
-        "/v1/search", json={"q": "shirt", "negative": "red", "weights": {"negative": 2.0}, "k": 60, "media": "image"}
+        "/v1/search",
+        json={"q": "shirt", "negative": "red", "weights": {"negative": 2.0}, "k": 60, "media": "image"},
     )
     assert result_ids(plain) != result_ids(negated)
     assert sorted(result_ids(plain)) == sorted(result_ids(negated))

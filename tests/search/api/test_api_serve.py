@@ -43,8 +43,22 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_the_serve_command_refuses_0_0_0_0_without_keys(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "glimpse", "--data-dir", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "1"],
-        env=_env(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "glimpse",
+            "--data-dir",
+            str(tmp_path),
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "1",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without API keys" in " ".join(done.stderr.split())
@@ -80,13 +94,17 @@ def test_glimpse_serve_answers_over_http(served):
     proc = subprocess.Popen(
         [*args, "serve", "--port", str(port)],
         env=_env(GLIMPSE_API_KEYS="secret-key", GLIMPSE_DEVICE="cpu"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         _wait_ready(url, proc)
         headers = {"Authorization": "Bearer secret-key"}
         assert httpx.get(f"{url}/v1/stats", timeout=10).status_code == 401
-        found = httpx.get(f"{url}/v1/search", params={"q": "shoes", "category": "shoes"}, headers=headers, timeout=30)
+        found = httpx.get(
+            f"{url}/v1/search", params={"q": "shoes", "category": "shoes"}, headers=headers, timeout=30
+        )
         assert found.status_code == 200 and len(found.json()["results"]) == 3
         video = served.ids["scenes.mp4"]
         size = (served.catalogue.clips / "scenes.mp4").stat().st_size

@@ -70,21 +70,26 @@ def test_the_text_cache_is_a_bounded_lru(tiny_encoder):
     calls: list[list[str]] = []
     real = encoder._encode_texts_uncached
 
-    def counting(texts):  # noqa: ANN001
+    def counting(texts):
         calls.append(list(texts))
         return real(texts)
 
     encoder._encode_texts_uncached = counting  # type: ignore[method-assign]
     a = encoder.encode_texts(["alpha"])[0]
     encoder.encode_texts(["beta"])
-    assert encoder.encode_texts(["  alpha "])[0] is not None and calls == [["alpha"], ["beta"]]  # hit (stripped)
+    assert encoder.encode_texts(["  alpha "])[0] is not None and calls == [
+        ["alpha"],
+        ["beta"],
+    ]  # hit (stripped)
     encoder.encode_texts(["gamma"])  # evicts beta, the least recently used
     assert encoder.cached_text("beta") is None and encoder.cached_text("alpha") is not None
     encoder.encode_texts(["beta"])
     assert calls == [["alpha"], ["beta"], ["gamma"], ["beta"]]
     assert torch.allclose(torch.from_numpy(encoder.cached_text("alpha")), torch.from_numpy(a))
     assert torch.allclose(
-        torch.from_numpy(encoder.encode_texts(["alpha"])[0]), torch.from_numpy(tiny_encoder.encode_texts(["alpha"])[0]), atol=1e-6
+        torch.from_numpy(encoder.encode_texts(["alpha"])[0]),
+        torch.from_numpy(tiny_encoder.encode_texts(["alpha"])[0]),
+        atol=1e-6,
     )
 
 

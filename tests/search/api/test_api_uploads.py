@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -35,6 +35,7 @@ def _png_bytes(width: int, height: int, seed: int = 0) -> bytes:
 
 def _png_header_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb's calling card."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -68,10 +69,28 @@ def test_upload_search_takes_filters_text_and_cursor_fields(client, served):
     shoes = _upload(client, data, "q.jpg", "image/jpeg", q="shoe", filters='{"category": ["shoes"]}', k="10")
     assert sorted(result_ids(shoes)) == sorted(served.ids[f"item-{i:02d}.jpg"] for i in (7, 23, 41))
     first = _upload(client, data, "q.jpg", "image/jpeg", k="4", media="image", category="bags")
-    second = _upload(client, data, "q.jpg", "image/jpeg", k="4", media="image", category="bags", cursor=first.json()["next"])
+    second = _upload(
+        client,
+        data,
+        "q.jpg",
+        "image/jpeg",
+        k="4",
+        media="image",
+        category="bags",
+        cursor=first.json()["next"],
+    )
     assert len(result_ids(second)) == 4 and not set(result_ids(first)) & set(result_ids(second))
     other_image = (served.catalogue.photos / "item-02.jpg").read_bytes()
-    reused = _upload(client, other_image, "q.jpg", "image/jpeg", k="4", media="image", category="bags", cursor=first.json()["next"])
+    reused = _upload(
+        client,
+        other_image,
+        "q.jpg",
+        "image/jpeg",
+        k="4",
+        media="image",
+        category="bags",
+        cursor=first.json()["next"],
+    )
     assert_error(reused, 422, "invalid_cursor")  # a cursor belongs to the image it was issued for
 
 
@@ -112,7 +131,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(client):
 
 
 @pytest.mark.parametrize(
-    "name, data",
+    ("name", "data"),
     [
         ("notes.txt", b"a shopping list, not an image\n" * 10),
         ("doc.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n"),
@@ -169,7 +188,23 @@ def test_embed_image_returns_the_models_vector(client, served, tiny_encoder):
 def test_embed_refuses_what_it_cannot_embed(client):
     assert_error(client.post("/v1/embed", json={}), 422, "invalid_request")
     assert_error(client.post("/v1/embed", json={"text": ""}), 422, "invalid_request")
-    assert_error(client.post("/v1/embed", content=b"hello", headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
-    assert_error(client.post("/v1/embed", files={"file": ("x.txt", b"plain text", "text/plain")}), 415, "unsupported_media_type")
-    assert_error(client.post("/v1/embed", files={"other": ("x.png", b"x", "image/png")}), 422, "invalid_request")
-    assert_error(client.post("/v1/embed", files={"file": ("x.png", _png_header_claiming(40_000, 40_000), "image/png")}), 413, "image_too_large")
+    assert_error(
+        client.post("/v1/embed", content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    assert_error(
+        client.post("/v1/embed", files={"file": ("x.txt", b"plain text", "text/plain")}),
+        415,
+        "unsupported_media_type",
+    )
+    assert_error(
+        client.post("/v1/embed", files={"other": ("x.png", b"x", "image/png")}), 422, "invalid_request"
+    )
+    assert_error(
+        client.post(
+            "/v1/embed", files={"file": ("x.png", _png_header_claiming(40_000, 40_000), "image/png")}
+        ),
+        413,
+        "image_too_large",
+    )

@@ -28,8 +28,18 @@ def library(tmp_path, database_url):
 
 def test_imported_vectors_are_searchable_exactly(library, tiny_encoder):
     vectors = _vectors(300)
-    fields = [{"title": f"thing {i}", "price": float(i), "category": "even" if i % 2 == 0 else "odd", "colour": "n/a"} for i in range(300)]
-    summary = import_vectors(library, TINY, [f"/elsewhere/{i}.jpg" for i in range(300)], vectors, fields=fields)
+    fields = [
+        {
+            "title": f"thing {i}",
+            "price": float(i),
+            "category": "even" if i % 2 == 0 else "odd",
+            "colour": "n/a",
+        }
+        for i in range(300)
+    ]
+    summary = import_vectors(
+        library, TINY, [f"/elsewhere/{i}.jpg" for i in range(300)], vectors, fields=fields
+    )
     assert (summary.items, summary.units, summary.index_size) == (300, 300, 300)
     assert np.array_equal(np.sort(library.open_index().index.ids()), library.live_unit_ids())
     query = tiny_encoder.encode_texts(["a red thing"])[0]
@@ -39,7 +49,9 @@ def test_imported_vectors_are_searchable_exactly(library, tiny_encoder):
         body = c.post("/v1/search", json={"q": "a red thing", "k": 5}).json()
         assert [r["title"] for r in body["results"]] == [f"thing {i}" for i in expected]
         assert body["results"][0]["metadata"]["colour"] == "n/a"
-        odd = c.post("/v1/search", json={"q": "x", "k": 200, "filters": {"category": "odd", "price": {"lt": 20}}}).json()
+        odd = c.post(
+            "/v1/search", json={"q": "x", "k": 200, "filters": {"category": "odd", "price": {"lt": 20}}}
+        ).json()
         assert sorted(r["metadata"]["price"] for r in odd["results"]) == [float(i) for i in range(1, 20, 2)]
         assert_error(c.get(f"/v1/media/{body['results'][0]['id']}"), 404, "file_missing")
 
@@ -54,7 +66,7 @@ def test_a_second_import_appends_and_a_duplicate_path_imports_nothing(library):
 
 
 @pytest.mark.parametrize(
-    "paths, vectors, message",
+    ("paths", "vectors", "message"),
     [
         (["/a.jpg", "/b.jpg"], np.ones((3, 128), np.float32), "shape"),
         (["/a.jpg"], np.full((1, 128), np.nan, np.float32), "NaN"),
