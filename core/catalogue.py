@@ -6,35 +6,33 @@ through Alembic revisions in ``migrations/versions``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from glimpse.core.vocabulary import RunStatus, Status
 
 # SQLite only auto-assigns ids to an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
-IMAGE = "image"
-VIDEO = "video"
-
-INDEXED = "indexed"
-FAILED = "failed"
-PENDING = "pending"
-
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -80,7 +78,7 @@ class Asset(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     duration: Mapped[float | None] = mapped_column(Float)
     fps: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING)
     error: Mapped[str | None] = mapped_column(Text)
     # Catalogue fields from manifests (shoppers filter and read these).
     sku: Mapped[str | None] = mapped_column(String(200))
@@ -105,7 +103,7 @@ class Unit(Base):
     __tablename__ = "units"
     # AUTOINCREMENT: SQLite never hands out the id of a deleted unit again, so an id that a
     # client holds never silently points at another picture.
-    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy reads it from the class
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
@@ -123,9 +121,15 @@ class IndexRun(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING)
     indexed: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     removed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str | None] = mapped_column(Text)
+
+
+def indexed_units(*conditions: ColumnElement[bool]) -> Select[int]:
+    """``SELECT units.id`` of every unit of an indexed asset (and matching ``conditions``), by id:
+    exactly what the index must hold, and what a search may return."""
+    return select(Unit.id).join(Asset).where(Asset.status == Status.INDEXED, *conditions).order_by(Unit.id)

@@ -18,13 +18,14 @@ from filelock import FileLock, Timeout
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from glimpse.core.catalogue import INDEXED, PENDING, Asset, LibraryInfo, MediaRoot, Unit
+from glimpse.core.catalogue import Asset, LibraryInfo, MediaRoot, Unit
 from glimpse.core.db import make_engine, session_factory, upgrade, wait_for_database
 from glimpse.core.fsutil import atomic_write
 from glimpse.core.index import VectorIndex
 from glimpse.core.models import ModelRef
 from glimpse.core.settings import Settings
 from glimpse.core.vectors import VectorStore
+from glimpse.core.vocabulary import Status
 
 
 class LibraryBusy(RuntimeError):
@@ -146,7 +147,7 @@ class Library:
     # -- index ---------------------------------------------------------------------------
     def live_unit_ids(self, session: Session | None = None) -> np.ndarray:
         """Ids of every unit of every indexed asset: exactly what the index must hold."""
-        stmt = select(Unit.id).join(Asset).where(Asset.status == INDEXED).order_by(Unit.id)
+        stmt = select(Unit.id).join(Asset).where(Asset.status == Status.INDEXED).order_by(Unit.id)
         if session is not None:
             return np.fromiter(session.scalars(stmt), dtype=np.int64)
         with self.Session() as s:
@@ -183,7 +184,7 @@ class Library:
     def _requeue_units(self, unit_ids: np.ndarray) -> None:
         with self.Session.begin() as s:
             asset_ids = set(s.scalars(select(Unit.asset_id).where(Unit.id.in_(unit_ids.tolist()))))
-            s.execute(update(Asset).where(Asset.id.in_(asset_ids)).values(status=PENDING))
+            s.execute(update(Asset).where(Asset.id.in_(asset_ids)).values(status=Status.PENDING))
 
     def open_index(self, repair: bool = True) -> IndexSnapshot:
         """Load the index and check it against the catalogue; repair from the shards on mismatch.

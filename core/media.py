@@ -11,6 +11,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from glimpse.core.vocabulary import Kind
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 # Only these decoders may run on untrusted files (Pillow would otherwise try every plugin it has).
@@ -28,12 +30,13 @@ class ImageTooLarge(ImageDecodeError):
     """More pixels than the configured limit (a decompression-bomb guard)."""
 
 
-def media_kind(path: Path) -> str | None:
+def media_kind(path: Path) -> Kind | None:
+    """What a file is by its extension (case-insensitive); None for anything Glimpse skips."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
-        return "image"
+        return Kind.IMAGE
     if suffix in VIDEO_EXTENSIONS:
-        return "video"
+        return Kind.VIDEO
     return None
 
 
@@ -70,10 +73,12 @@ def decode_image(
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP: the first frame stands for the file
         img.load()
-        img = ImageOps.exif_transpose(img) or img
-        if (img.width < img.height and width > height) or (img.width > img.height and width < height):
+        upright: Image.Image = ImageOps.exif_transpose(img) or img
+        if (upright.width < upright.height and width > height) or (
+            upright.width > upright.height and width < height
+        ):
             width, height = height, width  # EXIF rotated it by 90 degrees
-        return to_rgb(img), (width, height)
+        return to_rgb(upright), (width, height)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:

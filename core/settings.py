@@ -85,9 +85,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'catalogue.db').resolve()}"
 
-    def resolved_device(self) -> str:
-        return resolve_device(self.device)
-
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` means CUDA when a GPU is visible, else CPU."""

@@ -30,7 +30,7 @@ class DemoLibrary:
 
 def build_demo_library(settings: Settings, items: int = 120, videos: int = 3, seed: int = 7) -> DemoLibrary:
     """Generate the demo media once (kept in the data dir) and index it incrementally."""
-    from glimpse.synthetic import make_catalogue, make_videos
+    from glimpse.training.synthetic import make_catalogue, make_videos
 
     media = settings.data_dir.resolve() / "demo-media"
     catalogue_dir, video_dir = media / "catalogue", media / "videos"
@@ -86,7 +86,7 @@ def serve_demo(settings: Settings, port: int, ui_port: int) -> int:
                     proc.kill()
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:

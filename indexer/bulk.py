@@ -18,9 +18,10 @@ import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from glimpse.core.catalogue import IMAGE, INDEXED, VIDEO, Asset, Unit, utcnow
+from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
+from glimpse.core.vocabulary import Kind, Status
 
 _CHUNK = 20_000  # rows per INSERT round trip: big enough to be fast, small enough for memory
 CATALOGUE_FIELDS = (
@@ -55,7 +56,7 @@ def import_vectors(
     paths: Sequence[str],
     vectors: np.ndarray,
     *,
-    kind: str = IMAGE,
+    kind: str = Kind.IMAGE,
     fields: Sequence[dict[str, Any]] | None = None,
 ) -> BulkSummary:
     """Add one item per path with its vector (one unit each), then publish a new index.
@@ -67,8 +68,8 @@ def import_vectors(
     """
     started = time.monotonic()
     vectors = _unit_rows(vectors, len(paths))
-    if kind not in (IMAGE, VIDEO):
-        raise BulkImportError(f"kind must be {IMAGE!r} or {VIDEO!r}, got {kind!r}")
+    if kind not in (Kind.IMAGE, Kind.VIDEO):
+        raise BulkImportError(f"kind must be {Kind.IMAGE!r} or {Kind.VIDEO!r}, got {kind!r}")
     if fields is not None and len(fields) != len(paths):
         raise BulkImportError(f"{len(fields)} field rows for {len(paths)} paths")
     if len(set(paths)) != len(paths):
@@ -134,7 +135,7 @@ def _asset_row(path: str, kind: str, values: dict[str, Any], now) -> dict[str, A
         "kind": kind,
         "size": size,
         "mtime_ns": mtime_ns,
-        "status": INDEXED,
+        "status": Status.INDEXED,
         "indexed_at": now,
         "updated_at": now,
         "extra": extra or None,

@@ -8,12 +8,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from glimpse.core.media import THUMBNAIL_SIZE, ImageDecodeError, decode_image, hash_bytes, make_thumbnail
 from glimpse.core.preprocess import PreprocessConfig
+from glimpse.core.vocabulary import Kind
+
+if TYPE_CHECKING:
+    from glimpse.indexer.video import SampledFrame, SamplingMode
 
 # Decoders run at this niceness (0-19): the scheduler then gives the CPU to the model's threads and
 # the decoders take what those leave idle. At equal priority a decoder preempts one of the model's
@@ -97,20 +102,25 @@ class VideoDone:
 
 
 def video_frames(
-    path: str, cfg: PreprocessConfig, fps: float, max_frames: int, mode: str, chunk: int = 16
+    path: str,
+    cfg: PreprocessConfig,
+    fps: float,
+    max_frames: int,
+    mode: SamplingMode,
+    chunk: int = 16,
 ) -> Iterator[VideoFrames | VideoDone]:
     """Sample one video and yield preprocessed chunks, then exactly one :class:`VideoDone`."""
     from glimpse.indexer.scan import content_hash
     from glimpse.indexer.video import VideoDecodeError, probe_video, sample_frames
 
     try:
-        digest = content_hash(Path(path), "video")
+        digest = content_hash(Path(path), Kind.VIDEO)
         info = probe_video(path)
     except (VideoDecodeError, OSError) as exc:
         yield VideoDone(path, error=_reason(exc))
         return
     done = VideoDone(path, info.duration, info.fps, info.width, info.height, digest)
-    buf: list = []
+    buf: list[SampledFrame] = []
     try:
         for frame in sample_frames(
             path, fps=fps, max_frames=max_frames, mode=mode, max_side=max(THUMBNAIL_SIZE, cfg.image_size)
@@ -137,7 +147,7 @@ def video_frames(
     yield done
 
 
-def _chunk(path: str, frames: list, cfg: PreprocessConfig) -> VideoFrames:
+def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig) -> VideoFrames:
     images = [Image.fromarray(f.image) for f in frames]
     return VideoFrames(
         path,

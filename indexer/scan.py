@@ -11,8 +11,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from glimpse.core.catalogue import FAILED, INDEXED, Asset
+from glimpse.core.catalogue import Asset
 from glimpse.core.media import hash_bytes, media_kind
+from glimpse.core.vocabulary import Kind, Status
 
 # Hashing a multi-gigabyte video in full on every change check is too slow; its size plus the
 # first and last megabytes identify it well enough to skip re-embedding a touched-but-same file.
@@ -64,7 +65,7 @@ def _walk_dir(root: Path, skip: Path | None) -> Iterator[Path]:
 def content_hash(path: Path, kind: str) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
-        if kind == "video":
+        if kind == Kind.VIDEO:
             size = os.fstat(fh.fileno()).st_size
             h.update(str(size).encode())
             h.update(fh.read(_VIDEO_HASH_SPAN))
@@ -98,10 +99,13 @@ def plan_scan(session: Session, roots: list[Path], entries: Iterable[FileEntry])
         row = known.pop(str(entry.path), None)
         if row is None:
             plan.todo.append(entry)
-        elif row.status in (INDEXED, FAILED) and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns):
+        elif row.status in (Status.INDEXED, Status.FAILED) and (row.size, row.mtime_ns) == (
+            entry.size,
+            entry.mtime_ns,
+        ):
             plan.unchanged += 1
         elif (
-            row.status in (INDEXED, FAILED)
+            row.status in (Status.INDEXED, Status.FAILED)
             and row.size == entry.size
             and row.content_hash == _safe_hash(entry)
         ):

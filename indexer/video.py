@@ -9,7 +9,7 @@ Which library does what, and why:
   depends on the previous one), so the cheapest correct decode is FFmpeg's threaded decoder told to
   discard non-reference frames (``skip_frame="NONREF"``), keeping the decoded frame nearest each sample
   time. decord cannot skip frames: its ``get_batch`` decodes every frame and converts each one to RGB,
-  which measured ~5x slower than this on 1080p H.264 (see ``bench/RESULTS-video.md``). The keyframe
+  which measured ~5x slower than this on 1080p H.264 (``bench/video_sampling.py`` measures both). The keyframe
   mode decodes intra frames only (``skip_frame="NONINTRA"``), again without touching the others; that
   also beat decord's seek-per-keyframe ``get_batch``. PyAV also hands over the YUV planes without
   conversion, which makes shot detection nearly free, and converts only the frames that are kept.
@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+from glimpse.core.media import VIDEO_EXTENSIONS
+
 SamplingMode = Literal["fps", "keyframes"]
 
 DEFAULT_SHOT_THRESHOLD = 0.1
@@ -107,7 +108,7 @@ class SampledFrame:
 
 def is_video_path(path: str | Path) -> bool:
     """Whether `path` has one of the video suffixes Glimpse indexes."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 # ---------------------------------------------------------------- probing
@@ -177,8 +178,9 @@ class _open_video:
             self.container.close()
             raise VideoDecodeError(self.path, "the file has no video stream")
         stream = self.container.streams.video[0]
+        # PyAV's stubs say a stream always has a codec context; for a codec FFmpeg lacks, it has none.
         if stream.codec_context is None:
-            self.container.close()
+            self.container.close()  # type: ignore[unreachable]
             raise VideoDecodeError(self.path, "unsupported video codec (no decoder in FFmpeg)")
         return self.container, stream
 
@@ -187,7 +189,7 @@ class _open_video:
             self.container.close()
 
 
-def _first_frame(path: Path, container, stream) -> av.VideoFrame:
+def _first_frame(path: Path, container: Any, stream: Any) -> av.VideoFrame:
     report = _DecodeReport()
     for item in _decode(container, stream, report):
         return item.frame
@@ -202,7 +204,7 @@ def _clockwise_rotation(frame: av.VideoFrame) -> int:
     return round(-(frame.rotation or 0) / 90) % 4 * 90
 
 
-def _declared_duration(container, stream) -> float | None:
+def _declared_duration(container: Any, stream: Any) -> float | None:
     """The video stream's duration as the file's headers state it, in seconds (None if unstated)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -322,7 +324,7 @@ def _problem(report: _DecodeReport, declared: float | None, reached_cap: bool, i
     return None
 
 
-def _decode(container, stream, report: _DecodeReport) -> Iterator[_Decoded]:
+def _decode(container: Any, stream: Any, report: _DecodeReport) -> Iterator[_Decoded]:
     """Decoded frames with times from 0, recording read and decode errors in `report`.
 
     A packet that fails to decode is skipped, as FFmpeg's own tools do, so one damaged packet costs a
@@ -386,7 +388,7 @@ def _signature(frame: av.VideoFrame) -> np.ndarray:
         )
     signature = np.empty((3, _GRID_ROWS, _GRID_COLS), np.float32)
     for index, plane in enumerate(frame.planes[:3]):
-        pixels = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        pixels = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         rows, cols = _sample_points(plane.height, plane.width)
         cells = pixels[rows, cols].reshape(_GRID_ROWS, _SAMPLES_PER_CELL, _GRID_COLS, _SAMPLES_PER_CELL)
         signature[index] = cells.sum(axis=(1, 3))
@@ -497,7 +499,9 @@ def _to_rgb(frame: av.VideoFrame, rotation: int, max_side: int | None) -> np.nda
         scale = max_side / max(width, height)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     # AREA averages source pixels, so a large downscale does not alias the way bilinear does.
-    image = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    image: np.ndarray = frame.reformat(
+        width=width, height=height, format="rgb24", interpolation="AREA"
+    ).to_ndarray()
     if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=-rotation // 90))
     return image

@@ -14,7 +14,7 @@ from PIL import Image
 from glimpse.core.encoder import Encoder
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
-from glimpse.synthetic import COLOURS  # the same named colours the demo model learned
+from glimpse.training.synthetic import COLOURS  # the same named colours the demo model learned
 
 POSTGRES_URL = os.environ.get(
     "GLIMPSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -142,6 +142,6 @@ def shape_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Kept here rather than in tests/training/conftest.py: a second conftest.py would take over the
     module name that ``from conftest import save_image`` relies on.
     """
-    from glimpse.synthetic import make_pairs
+    from glimpse.training.synthetic import make_pairs
 
     return make_pairs(tmp_path_factory.mktemp("pairs"), 40, seed=7, image_size=64)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from glimpse.synthetic import COLOURS, SHAPES, make_gallery
+from glimpse.core.models import ClipModel
 from glimpse.training.clip import tokenizer_for, transforms_for
 from glimpse.training.evaluate import embed_images, embed_texts, recall_at
+from glimpse.training.synthetic import COLOURS, SHAPES, make_gallery
 
 QUERY_TEMPLATES = ("a {colour} {shape}", "{colour} {shape}", "a photo of a {colour} {shape}")
 
@@ -34,7 +35,7 @@ class ShapeColourRecall:
 
 @torch.no_grad()
 def shape_colour_recall(
-    model: torch.nn.Module,
+    model: ClipModel,
     model_name: str,
     *,
     gallery_size: int = 400,

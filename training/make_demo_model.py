@@ -43,8 +43,8 @@ def make_demo_model(
     logging.basicConfig(format="%(asctime)s %(message)s")
     logging.getLogger("glimpse").setLevel(logging.INFO)  # step and loss lines, not open_clip's chatter
     from glimpse.core.models import create_model
-    from glimpse.synthetic import make_pairs
     from glimpse.training.benchmark import shape_colour_recall
+    from glimpse.training.synthetic import make_pairs
     from glimpse.training.trainer import train
 
     with tempfile.TemporaryDirectory(prefix="glimpse-demo-") as tmp:

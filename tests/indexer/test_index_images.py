@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import save_image
-from glimpse.core.catalogue import FAILED, INDEXED, Asset, Unit
+from glimpse.core.catalogue import Asset, Unit
 from glimpse.core.library import Library
+from glimpse.core.vocabulary import Status
 from glimpse.indexer.pipeline import Indexer
 
 
@@ -43,7 +44,7 @@ def test_indexes_good_files_and_records_bad_ones_with_reasons(
     assert set(failed) == {str(image_folder / n) for n in ("truncated.jpg", "empty.jpg", "notes.jpg")}
     assert "empty" in failed[str(image_folder / "empty.jpg")]
     assets = _assets(library)
-    assert assets[str(image_folder / "notes.jpg")].status == FAILED
+    assert assets[str(image_folder / "notes.jpg")].status == Status.FAILED
     assert "not a supported image" in assets[str(image_folder / "notes.jpg")].error
     assert _consistent(library)
 
@@ -108,7 +109,7 @@ def test_a_failed_file_is_not_retried_until_it_changes(library, tiny_encoder, ma
     assert _index(library, tiny_encoder, make_settings(), root).unchanged == 1
     save_image(root / "broken.jpg", "red")
     fixed = _index(library, tiny_encoder, make_settings(), root)
-    assert fixed.indexed == 1 and _assets(library)[str(root / "broken.jpg")].status == INDEXED
+    assert fixed.indexed == 1 and _assets(library)[str(root / "broken.jpg")].status == Status.INDEXED
 
 
 def test_a_missing_path_is_a_clear_error(library, tiny_encoder, make_settings, tmp_path):

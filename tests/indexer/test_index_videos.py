@@ -8,9 +8,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from glimpse.core.catalogue import FAILED, INDEXED, Asset, Unit
+from glimpse.core.catalogue import Asset, Unit
+from glimpse.core.vocabulary import Status
 from glimpse.indexer.pipeline import Indexer
-from glimpse.search.engine import Query, SearchEngine
+from glimpse.search.embedding import QueryEmbedder
+from glimpse.search.engine import SearchEngine
+from glimpse.search.query import SearchQuery
 from videos import BLUE, GREEN, RED, YELLOW, Scene, coloured_video, not_a_video, scene_frames, truncated_copy
 
 SCENES = [Scene(4.0, RED), Scene(3.0, GREEN), Scene(4.0, BLUE)]  # green from 4 s to 7 s
@@ -54,12 +57,12 @@ def _units(library, asset_id):
 def test_a_mix_of_good_and_bad_videos_indexes_without_a_crash(indexed, library):
     _folder, _summary = indexed
     assets = _assets(library)
-    assert assets["scenes.mp4"].status == INDEXED and assets["static.avi"].status == INDEXED
-    assert assets["fake.mp4"].status == FAILED and assets["fake.mp4"].error
-    assert assets["empty.webm"].status == FAILED
+    assert assets["scenes.mp4"].status == Status.INDEXED and assets["static.avi"].status == Status.INDEXED
+    assert assets["fake.mp4"].status == Status.FAILED and assets["fake.mp4"].error
+    assert assets["empty.webm"].status == Status.FAILED
     # The truncated copy keeps what was readable (with a warning) or fails as a whole: never silently half.
     cut = assets["cut-short.mp4"]
-    assert (cut.status == INDEXED and cut.error) or cut.status == FAILED
+    assert (cut.status == Status.INDEXED and cut.error) or cut.status == Status.FAILED
     assert assets["scenes.mp4"].duration == pytest.approx(11.0, abs=0.2)
 
 
@@ -85,11 +88,10 @@ def test_every_unit_has_a_thumbnail_in_the_data_dir(indexed, library):
 def test_a_frame_of_a_known_scene_finds_that_video_as_a_moment_around_its_time(
     indexed, library, tiny_encoder, make_settings
 ):
-    engine = SearchEngine(library, tiny_encoder, make_settings())
+    engine = SearchEngine(library, make_settings(), QueryEmbedder(tiny_encoder))
     frames = list(scene_frames(SCENES, 10, 160, 120))
     green_frame = Image.fromarray(frames[55])  # 5.5 s into the video: the green scene
-    vec = tiny_encoder.encode_images([green_frame])[0]
-    page = engine.search(Query(image_vector=vec, media="video", k=5))
+    page = engine.search(SearchQuery(media="video", k=5), image=green_frame)
     top = page.results[0]
     assert top.path.endswith("scenes.mp4") and top.kind == "video"
     assert top.start <= 5.5 <= top.end + 1.0  # within one sampling interval of the truth

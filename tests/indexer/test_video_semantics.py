@@ -6,8 +6,10 @@ import pytest
 
 from glimpse.core.library import Library
 from glimpse.indexer.pipeline import Indexer
-from glimpse.search.engine import Query, SearchEngine
-from glimpse.synthetic import make_videos
+from glimpse.search.embedding import QueryEmbedder
+from glimpse.search.engine import SearchEngine
+from glimpse.search.query import SearchQuery
+from glimpse.training.synthetic import make_videos
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +33,11 @@ def test_describing_a_shot_returns_its_video_with_a_moment_around_the_shot(
     try:
         summary = Indexer(library, demo_encoder, settings).run([shape_videos[0].path.parent])
         assert summary.failed == [] and summary.indexed == len(shape_videos)
-        engine = SearchEngine(library, demo_encoder, settings)
+        engine = SearchEngine(library, settings, QueryEmbedder(demo_encoder))
         shots = _unique_shots(shape_videos)
         found = 0
         for video, start, end, caption in shots:
-            top = engine.search(Query(text=caption, media="video", k=1)).results[0]
+            top = engine.search(SearchQuery(q=caption, media="video", k=1)).results[0]
             # Right video, and the moment lies within the shot (give or take one 1 s sampling interval).
             found += top.path.endswith(video.path.name) and top.start >= start - 1.0 and top.end <= end + 1.0
     finally:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from glimpse.core.models import create_model
-from glimpse.synthetic import random_caption, random_scene, render
 from glimpse.training.clip import contrastive_loss, encode_text, tokenizer_for, transforms_for
+from glimpse.training.synthetic import random_caption, random_scene, render
 from glimpse.training.trainer import _optimizer, training_step
 
 

@@ -5,7 +5,7 @@ the training of the ``glimpse-demo`` model get the same data on every machine. E
 :class:`Scene` (what is drawn) from which its captions are written, so the ground truth of any
 image, catalogue row or video segment is known exactly.
 
-``python -m glimpse.synthetic pairs OUT --n 10000 --seed 1`` writes a training set of
+``python -m glimpse.training.synthetic pairs OUT --n 10000 --seed 1`` writes a training set of
 (image, caption) pairs; ``catalogue`` and ``videos`` write the demo's media.
 """
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glimpse.synthetic import (
+from glimpse.training.synthetic import (
     BACKGROUNDS,
     COLOURS,
     Scene,
