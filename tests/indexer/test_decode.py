@@ -21,9 +21,9 @@ def test_decoders_run_below_the_models_priority_without_slowing_the_model_itself
     import threading
 
     from glimpse.indexer.decode import DECODER_NICENESS, lower_thread_priority
-    from glimpse.indexer.pipeline import _decode_pool
+    from glimpse.indexer.reader import decode_pool
 
-    pool = _decode_pool(1)
+    pool = decode_pool(1)
     try:
         assert pool.submit(os.nice, 0).result(timeout=60) == DECODER_NICENESS
     finally:

@@ -1,0 +1,262 @@
+"""The writer: embedded assets in, committed catalogue rows, thumbnails and vectors out.
+
+The one place that writes a library during a run, in the order that keeps it crash-safe. For each
+chunk of finished assets, inside one SQL transaction:
+
+1. the asset rows are filled in and their new units get ids (a flush);
+2. each unit's thumbnail is written (temp file, fsync, rename) and its folder fsynced;
+3. the vectors are appended as one shard (fsync, rename);
+4. the transaction commits.
+
+A crash before 4 leaves orphan thumbnails and vectors that no row names (ignored, and never
+served); after 4, everything a row names is on disk. Publishing the index is the runner's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from glimpse.core.catalogue import Asset, IndexRun, Unit, utcnow
+from glimpse.core.fsutil import atomic_write, fsync_dir
+from glimpse.core.library import Library
+from glimpse.core.vocabulary import Kind, RunStatus, Status
+from glimpse.indexer.decode import DecodedImage, VideoDone
+from glimpse.indexer.scan import FileEntry
+from glimpse.indexer.segments import collapse_segments
+
+IN_CHUNK = 500  # ids per SQL ``IN (...)``: small enough for every backend
+
+
+@dataclass
+class IndexSummary:
+    """What a run did; ``failed`` and ``warnings`` are (path, reason) pairs."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    units: int = 0
+    index_size: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": [{"path": p, "error": e} for p, e in self.failed],
+            "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+            "units": self.units,
+            "index_size": self.index_size,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Embedded:
+    """An asset with a vector for each of its frames (an image has one), or with the reason its
+    decoding failed (``done.error``)."""
+
+    entry: FileEntry
+    done: DecodedImage | VideoDone | None = None
+    times: list[float] = field(default_factory=list)  # seconds into a video; 0 for an image
+    vectors: list[np.ndarray] = field(default_factory=list)  # (D,) float32, unit length
+    thumbnails: list[bytes] = field(default_factory=list)  # JPEG
+    shot_starts: list[bool] = field(default_factory=list)  # a cut comes right before the frame
+
+    def add(self, time: float, vector: np.ndarray, thumbnail: bytes, shot_start: bool) -> None:
+        self.times.append(time)
+        self.vectors.append(vector)
+        self.thumbnails.append(thumbnail)
+        self.shot_starts.append(shot_start)
+
+    @property
+    def error(self) -> str | None:
+        if self.done is None:
+            return "the file was never decoded"
+        return self.done.error
+
+
+@dataclass(frozen=True)
+class NewUnit:
+    """A unit to store: a whole image, or a video segment from ``t_start`` to ``t_end`` seconds."""
+
+    t_start: float | None
+    t_end: float | None
+    t_best: float | None
+    vector: np.ndarray
+    thumbnail: bytes
+
+
+class CatalogueWriter:
+    """Commits embedded assets, removes and touches assets, and records runs, for one library."""
+
+    def __init__(
+        self,
+        library: Library,
+        summary: IndexSummary,
+        segment_threshold: float,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.library = library
+        self.summary = summary
+        self.segment_threshold = segment_threshold
+        self.progress = progress or (lambda _event, _n: None)
+
+    # -- assets ----------------------------------------------------------------------------
+    def commit(self, finished: Sequence[Embedded]) -> None:
+        """One transaction and one vector shard for a chunk of finished assets (see the module)."""
+        if not finished:
+            return
+        store = self.library.vector_store()
+        summary = self.summary
+        with self.library.Session.begin() as s:
+            # One lookup and one flush for the whole chunk: a query per asset autoflushed every
+            # pending row one by one (0.45 s of a 0.55 s commit for 192 images).
+            existing = _existing_assets(s, [str(e.entry.path) for e in finished])
+            for ids in _chunks([a.id for a in existing.values()]):
+                s.execute(delete(Unit).where(Unit.asset_id.in_(ids)))
+            stored: list[tuple[Unit, NewUnit]] = []
+            for embedded in finished:
+                asset = existing.get(str(embedded.entry.path))
+                if asset is None:
+                    asset = Asset(path=str(embedded.entry.path), kind=embedded.entry.kind)
+                    s.add(asset)
+                error = _fill_asset(asset, embedded)
+                if error:
+                    summary.failed.append((asset.path, error))
+                    continue
+                summary.indexed += 1
+                if isinstance(embedded.done, VideoDone) and embedded.done.warning:
+                    summary.warnings.append((asset.path, embedded.done.warning))
+                for new in self.units_of(embedded):
+                    unit = Unit(asset=asset, t_start=new.t_start, t_end=new.t_end, t_best=new.t_best)
+                    s.add(unit)
+                    stored.append((unit, new))
+            s.flush()
+            self._write_thumbnails(stored)
+            if stored:
+                store.append(
+                    np.array([unit.id for unit, _ in stored], dtype=np.int64),
+                    np.stack([new.vector for _, new in stored]),
+                )
+        summary.units += len(stored)
+        self.progress("committed", len(finished))
+
+    def _write_thumbnails(self, stored: list[tuple[Unit, NewUnit]]) -> None:
+        folders: set[Path] = set()
+        for unit, new in stored:
+            path = self.library.thumbnail_path(unit.id)
+            with atomic_write(path, sync_dir=False) as fh:
+                fh.write(new.thumbnail)
+            folders.add(path.parent)
+            unit.thumbnail = str(path.relative_to(self.library.root))
+        for folder in folders:  # the renames are durable before the rows that name them
+            fsync_dir(folder)
+
+    def units_of(self, embedded: Embedded) -> list[NewUnit]:
+        """An image's one unit, or a video's frames collapsed into segments (indexer/segments.py)."""
+        if embedded.entry.kind == Kind.IMAGE:
+            return [NewUnit(None, None, None, embedded.vectors[0], embedded.thumbnails[0])]
+        order = np.argsort(embedded.times)
+        times = [embedded.times[i] for i in order]
+        thumbs = [embedded.thumbnails[i] for i in order]
+        end = embedded.done.duration if isinstance(embedded.done, VideoDone) else None
+        segments = collapse_segments(
+            times,
+            np.stack([embedded.vectors[i] for i in order]),
+            self.segment_threshold,
+            end_time=end,
+            shot_starts=[embedded.shot_starts[i] for i in order],
+        )
+        return [
+            NewUnit(seg.t_start, seg.t_end, seg.t_best, seg.vector, thumbs[times.index(seg.t_best)])
+            for seg in segments
+        ]
+
+    def remove(self, asset_ids: list[int]) -> int:
+        """Delete assets (and their units and thumbnails) whose files are gone."""
+        if not asset_ids:
+            return 0
+        unit_ids: list[int] = []
+        with self.library.Session.begin() as s:
+            for ids in _chunks(asset_ids):
+                unit_ids += s.scalars(select(Unit.id).where(Unit.asset_id.in_(ids)))
+                s.execute(delete(Unit).where(Unit.asset_id.in_(ids)))
+                s.execute(delete(Asset).where(Asset.id.in_(ids)))
+        for unit_id in unit_ids:
+            self.library.thumbnail_path(unit_id).unlink(missing_ok=True)
+        return len(asset_ids)
+
+    def touch(self, touched: dict[str, int]) -> None:
+        """Record new mtimes of files whose content did not change (path -> mtime_ns)."""
+        if not touched:
+            return
+        with self.library.Session.begin() as s:
+            for path, mtime_ns in touched.items():
+                s.execute(update(Asset).where(Asset.path == path).values(mtime_ns=mtime_ns))
+
+    # -- run records -----------------------------------------------------------------------
+    def start_run(self) -> int:
+        with self.library.Session.begin() as s:
+            run = IndexRun(status=RunStatus.RUNNING)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: RunStatus, message: str | None = None) -> None:
+        summary = self.summary
+        with self.library.Session.begin() as s:
+            s.execute(
+                update(IndexRun)
+                .where(IndexRun.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=utcnow(),
+                    indexed=summary.indexed,
+                    unchanged=summary.unchanged,
+                    removed=summary.removed,
+                    failed=len(summary.failed),
+                    message=message,
+                )
+            )
+
+
+def _fill_asset(asset: Asset, embedded: Embedded) -> str | None:
+    """Copy what decoding learned onto the asset row; returns the error if it failed."""
+    done, entry = embedded.done, embedded.entry
+    asset.kind = entry.kind
+    asset.size = entry.size
+    asset.mtime_ns = entry.mtime_ns
+    error = embedded.error
+    if done is not None:
+        asset.content_hash = done.content_hash
+        asset.width, asset.height = done.width, done.height
+    if isinstance(done, VideoDone):
+        asset.duration, asset.fps = done.duration, done.fps
+    asset.status = Status.FAILED if error else Status.INDEXED
+    asset.error = error or (done.warning if isinstance(done, VideoDone) else None)
+    asset.indexed_at = utcnow()
+    return error
+
+
+def _chunks(values: list[int], size: int = IN_CHUNK) -> Iterator[list[int]]:
+    """Slices of ``values`` small enough for one SQL ``IN (...)`` on every backend."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _existing_assets(s: Session, paths: list[str]) -> dict[str, Asset]:
+    """The catalogue rows of ``paths`` that already exist, by path."""
+    found: dict[str, Asset] = {}
+    for start in range(0, len(paths), IN_CHUNK):
+        chunk = paths[start : start + IN_CHUNK]
+        found.update((a.path, a) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk))))
+    return found
