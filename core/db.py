@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # A fixed key for pg_advisory_lock: two services starting together migrate one after the other.
 MIGRATION_LOCK_KEY = 0x61696D70
@@ -28,7 +32,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             # WAL: the API keeps reading while an indexer writes; foreign keys for cascades.
             cur.execute("PRAGMA journal_mode=WAL")
@@ -57,7 +61,7 @@ def wait_for_database(engine: Engine, timeout: float = 30.0, interval: float = 1
             time.sleep(interval)
 
 
-def alembic_config(engine: Engine):
+def alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -9,20 +9,27 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from glimpse.core.models import ModelRef, create_model, register_configs, resolve
+from glimpse.core.models import ClipModel, ModelRef, create_model, register_configs, resolve
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import resolve_device
 from glimpse.core.text_tower import pack_text_transformer
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+# A text transformer: (batch, length, width) and an attention mask in, the same shape out.
+TextTransformer = Callable[..., torch.Tensor]
+
 
 def encode_text_trimmed(
-    model: torch.nn.Module, tokens: torch.Tensor, transformer: Callable | None = None
+    model: ClipModel, tokens: torch.Tensor, transformer: TextTransformer | None = None
 ) -> torch.Tensor:
     """``model.encode_text`` computed on the real token length instead of the padded context.
 
@@ -37,7 +44,7 @@ def encode_text_trimmed(
         return model.encode_text(tokens)
     from open_clip.transformer import text_global_pool
 
-    eos_id = getattr(model, "text_eos_id", None)
+    eos_id: Any = getattr(model, "text_eos_id", None)
     if pool == "argmax":
         last = tokens.argmax(dim=-1)
     else:
@@ -75,17 +82,17 @@ class Encoder:
         self.ref = ModelRef(model, pretrained)
         self.device = resolve_device(device)
         self._lock = threading.Lock()
-        self._model: torch.nn.Module | None = None
+        self._model: ClipModel | None = None
         self._pack_text = pack_text
-        self._text_transformer: Callable | None = None
-        self._tokenizer = None
+        self._text_transformer: TextTransformer | None = None
+        self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = text_cache_size
         self._cache_lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------------
     @property
-    def model(self) -> torch.nn.Module:
+    def model(self) -> ClipModel:
         if self._model is None:
             with self._lock:
                 if self._model is None:
@@ -139,7 +146,7 @@ class Encoder:
         )
 
     # -- encoding ------------------------------------------------------------------------
-    def _autocast(self):
+    def _autocast(self) -> AbstractContextManager[Any]:
         if self.device.startswith("cuda"):
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast("cuda", dtype=dtype)
@@ -160,16 +167,18 @@ class Encoder:
             features = self.model.encode_image(pixels)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
-    def encode_images(self, images: Sequence) -> np.ndarray:
-        """Encode PIL images (any size) with the model's own preprocessing."""
-        transform = self.preprocess_config().transform()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encode decoded RGB images (any size) into (N, D) unit vectors, preprocessed exactly as
+        the indexer's decode workers do (:meth:`PreprocessConfig.to_array`)."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_image_tensors(torch.stack([transform(im) for im in images]))
+        cfg = self.preprocess_config()
+        return self.encode_image_tensors(np.stack([cfg.to_array(im) for im in images]))
 
     @torch.inference_mode()
     def _encode_texts_uncached(self, texts: Sequence[str]) -> np.ndarray:
         model = self.model
+        assert self._tokenizer is not None  # set by _load, with the model
         tokens = self._tokenizer(list(texts)).to(self.device)
         with self._autocast():
             features = encode_text_trimmed(model, tokens, self._text_transformer)
@@ -178,16 +187,16 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts into (N, D) unit vectors; repeated texts come from a bounded LRU cache."""
         texts = [t.strip() for t in texts]
-        out: list[np.ndarray | None] = [self._cache_get(t) for t in texts]
-        missing = sorted({t for t, v in zip(texts, out, strict=True) if v is None})
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        cached = {t: v for t in set(texts) if (v := self._cache_get(t)) is not None}
+        missing = sorted(set(texts) - set(cached))
         if missing:
             fresh = dict(zip(missing, self._encode_texts_uncached(missing), strict=True))
             for t, v in fresh.items():
                 self._cache_put(t, v)
-            out = [v if v is not None else fresh[t] for t, v in zip(texts, out, strict=True)]
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack(out).astype(np.float32, copy=False)
+            cached.update(fresh)
+        return np.stack([cached[t] for t in texts]).astype(np.float32, copy=False)
 
     def cached_text(self, text: str) -> np.ndarray | None:
         """The cached vector of ``text`` if it was encoded recently, else None (never encodes)."""

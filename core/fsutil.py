@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextmanager
-def atomic_write(path: Path, mode: str = "wb", sync_dir: bool = True) -> Iterator[IO]:
+def atomic_write(path: Path, mode: str = "wb", sync_dir: bool = True) -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
     ``sync_dir=False`` leaves the directory's fsync (which makes the rename durable) to the

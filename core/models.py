@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:  # torch is imported where a model is built: the CLI and decode workers start without it
     import torch
+
+# open_clip builds its towers as attributes of an nn.Module, and torch types every such attribute as
+# `Tensor | Module`: code that reads them (model.visual, model.transformer, a block's attn...) sees
+# the model, and its parts, as Any rather than pretend to a precision torch's stubs do not have.
+ClipModel: TypeAlias = Any
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -73,10 +78,11 @@ def resolve(name: str, pretrained: str | None) -> tuple[str, str | None]:
 
 
 def is_local_file(pretrained: str | None) -> bool:
-    return bool(pretrained) and (
-        Path(pretrained).suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
-        or Path(pretrained).exists()
-    )
+    """Whether ``pretrained`` names a checkpoint file rather than an open_clip tag."""
+    if not pretrained:
+        return False
+    path = Path(pretrained)
+    return path.suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"} or path.exists()
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -105,7 +111,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def create_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu"):
+def create_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> ClipModel:
     """Build an open_clip model in eval mode, float32, on ``device``.
 
     ``pretrained`` is an open_clip tag (downloaded once into the cache), a local checkpoint file,
@@ -160,7 +166,7 @@ def _quiet_random_init(active: bool) -> Iterator[None]:
         root.removeFilter(notice)
 
 
-def _load_weights(model: torch.nn.Module, path: str) -> None:
+def _load_weights(model: ClipModel, path: str) -> None:
     state = load_state_dict(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
@@ -169,7 +175,7 @@ def _load_weights(model: torch.nn.Module, path: str) -> None:
         raise ModelLoadError(f"{path} does not match the model architecture: {exc}") from exc
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | Path, half: bool = True) -> None:
+def save_checkpoint(model: ClipModel, path: str | Path, half: bool = True) -> None:
     """Write a model's weights as safetensors (float16 by default: half the size, same ranking)."""
     from safetensors.torch import save_file
 

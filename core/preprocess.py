@@ -6,9 +6,20 @@ worker, time taken from the model on a small machine. This module needs only Pil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+# Up to this many times the crop's area, an image is resized whole and then cropped, exactly as
+# open_clip's transform does; beyond it only the cropped region is resampled.
+MAX_RESIZE_AREA = 4
 
 
 @dataclass(frozen=True)
@@ -21,34 +32,46 @@ class PreprocessConfig:
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
 
-    def to_array(self, img) -> np.ndarray:
+    def to_array(self, img: Image.Image) -> np.ndarray:
         """The model input for a PIL RGB image as (3, S, S) float32, without torch.
 
         Mirrors open_clip's eval transform (shortest-side resize, centre crop, normalise) so
         decode workers need only Pillow and NumPy; a test checks it against ``transform()``.
+        When the resized image would be much larger than the crop (an extreme aspect ratio),
+        only the part that survives the crop is resampled (Pillow's ``box``: the same filter
+        taps, rounded slightly differently), so the work and the memory stay bounded by the
+        model's input whatever the shape: a 1 x 40,000 px strip would otherwise become
+        224 x 8,960,000 px (~6 GB) before the crop.
         """
         from PIL import Image
 
         size = self.image_size
         w, h = img.size
-        # torchvision's Resize(int): the short side becomes `size`, the long side is truncated.
-        if w <= h:
-            new_w, new_h = size, int(size * h / w)
+        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
+        if self.resize_mode == "squash":
+            img = img.resize((size, size), resample)
         else:
-            new_w, new_h = int(size * w / h), size
-        if (new_w, new_h) != (w, h):
-            resample = (
-                Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
-            )
-            img = img.resize((new_w, new_h), resample)
-        left = round((new_w - size) / 2.0)
-        top = round((new_h - size) / 2.0)
-        img = img.crop((left, top, left + size, top + size))
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-        arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+            # torchvision's Resize(int): the short side becomes `size`, the long one is truncated;
+            # then the centre size x size crop, as a box in the source's coordinates.
+            if w <= h:
+                new_w, new_h = size, int(size * h / w)
+            else:
+                new_w, new_h = int(size * w / h), size
+            left = round((new_w - size) / 2.0)
+            top = round((new_h - size) / 2.0)
+            sx, sy = new_w / w, new_h / h
+            box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+            if new_w * new_h > MAX_RESIZE_AREA * size * size:
+                img = img.resize((size, size), resample, box=box)
+            else:
+                if (new_w, new_h) != (w, h):
+                    img = img.resize((new_w, new_h), resample)
+                img = img.crop((left, top, left + size, top + size))
+        pixels = np.asarray(img, dtype=np.float32) / 255.0
+        mean, std = np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
 
-    def transform(self):
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         import open_clip
 
         return open_clip.image_transform(

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glimpse.core.models import ClipModel
+
 log = logging.getLogger(__name__)
 
 # oneDNN picks its weight layout for an expected number of rows; queries of 5-20 tokens, alone
@@ -42,7 +44,7 @@ class PackedBlock:
     Norms, layer scales and the activation are the block's own modules, called as they are.
     """
 
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: ClipModel) -> None:
         attn = block.attn
         self.ln_1, self.ls_1, self.ln_2, self.ls_2 = block.ln_1, block.ls_1, block.ln_2, block.ls_2
         self.heads = attn.num_heads
@@ -68,7 +70,7 @@ class PackedBlock:
 class PackedTransformer:
     """Drop-in for ``model.transformer(x, attn_mask=...)`` on (batch, length, width) input."""
 
-    def __init__(self, transformer: nn.Module) -> None:
+    def __init__(self, transformer: ClipModel) -> None:
         self.blocks = [PackedBlock(block) for block in transformer.resblocks]
 
     def __call__(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,7 +79,7 @@ class PackedTransformer:
         return x
 
 
-def _is_plain_self_attention_block(block: nn.Module) -> bool:
+def _is_plain_self_attention_block(block: ClipModel) -> bool:
     attn = getattr(block, "attn", None)
     return (
         isinstance(attn, nn.MultiheadAttention)
@@ -90,7 +92,7 @@ def _is_plain_self_attention_block(block: nn.Module) -> bool:
     )
 
 
-def pack_text_transformer(model: nn.Module) -> PackedTransformer | None:
+def pack_text_transformer(model: ClipModel) -> PackedTransformer | None:
     """A packed copy of ``model.transformer``, or None where it cannot be used.
 
     None when the model is not on the CPU in float32, this PyTorch has no oneDNN, or the blocks are
@@ -122,7 +124,7 @@ def pack_text_transformer(model: nn.Module) -> PackedTransformer | None:
 
 
 @torch.inference_mode()
-def _first_block_agrees(block: nn.Module, packed: PackedBlock) -> bool:
+def _first_block_agrees(block: ClipModel, packed: PackedBlock) -> bool:
     width = block.ln_1.normalized_shape[0]
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 7, width, generator=generator)

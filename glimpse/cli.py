@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
@@ -20,6 +19,12 @@ from rich.progress import (
 from rich.table import Table
 
 from glimpse.core.settings import Settings
+from glimpse.core.vocabulary import Kind
+
+if TYPE_CHECKING:  # the CLI starts without torch, FAISS or SQLAlchemy: each command imports its own
+    from glimpse.core.encoder import Encoder
+    from glimpse.core.library import Library
+    from glimpse.indexer.scan import ScanPlan
 from glimpse.training.cli import train_command
 
 app = typer.Typer(
@@ -72,7 +77,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def open_library(s: Settings):
+def open_library(s: Settings) -> Library:
     from glimpse.core.db import DatabaseUnavailable
     from glimpse.core.library import Library
 
@@ -82,7 +87,7 @@ def open_library(s: Settings):
         raise fail(str(exc)) from None
 
 
-def library_encoder(s: Settings, library, explicit: bool):
+def library_encoder(s: Settings, library: Library, explicit: bool) -> Encoder:
     """The encoder for this library: its recorded model, unless the user named another (refused)."""
     from glimpse.core.encoder import Encoder
     from glimpse.core.library import ModelMismatch
@@ -168,7 +173,7 @@ def index(
     with Progress(*columns, console=err, disable=as_json or not err.is_terminal, transient=False) as bar:
         task = bar.add_task("indexing", total=None, rate="")
 
-        def on_plan(plan) -> None:
+        def on_plan(plan: ScanPlan) -> None:
             bar.update(task, total=len(plan.todo))
 
         def on_progress(_event: str, n: int) -> None:
@@ -215,7 +220,7 @@ def _print_summary(report: dict[str, Any]) -> None:
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=200, help="Number of results.")] = 10,
     image: Annotated[Path | None, typer.Option(help="An example image file to search with.")] = None,
     negative: Annotated[str | None, typer.Option("--not", help="Move away from this text.")] = None,
     media: Annotated[str, typer.Option(help="all | image | video")] = "all",
@@ -225,41 +230,43 @@ def search(
 ) -> None:
     """Search the library with natural language and/or an example image."""
     from glimpse.core.media import ImageDecodeError, open_image
-    from glimpse.search.engine import Query, QueryError, SearchEngine
+    from glimpse.search import reads
+    from glimpse.search.embedding import QueryEmbedder
+    from glimpse.search.engine import SearchEngine
     from glimpse.search.moments import format_timestamp
+    from glimpse.search.query import Media, QueryError, SearchQuery
 
-    if media not in ("all", "image", "video"):
-        raise fail("--media must be all, image or video")
+    if media not in set(Media):
+        raise fail(f"--media must be one of {', '.join(Media)}")
     s = settings(model=model, pretrained=pretrained)
     library = open_library(s)
     if library.model_info() is None:
         raise fail(f"the library in {library.root} is empty: run `glimpse index PATH` first")
     encoder = library_encoder(s, library, explicit=model is not None)
-    engine = SearchEngine(library, encoder, s)
-    q = Query(text=query, negative=negative, media=media, k=k)  # type: ignore[arg-type]
+    engine = SearchEngine(library, s, QueryEmbedder(encoder))
+    example = None
     if image is not None:
         try:
-            q.image_vector = encoder.encode_images([open_image(image, s.max_image_pixels)])[0]
+            example = open_image(image, s.max_image_pixels)
         except (ImageDecodeError, OSError) as exc:
             raise fail(f"{image}: {exc}") from None
     try:
-        page = engine.search(q)
+        page = engine.search(SearchQuery(q=query, negative=negative, media=Media(media), k=k), image=example)
     except QueryError as exc:
         raise fail(str(exc)) from None
     if as_json:
         rows = []
         for r in page.results:
-            row = {"id": r.id, "path": r.path, "kind": r.kind, "score": r.score}
+            row: dict[str, Any] = {"id": r.id, "path": r.path, "kind": r.kind, "score": r.score}
             if r.title:
                 row["title"] = r.title
-            if r.kind == "video":
-                thumb = (
-                    library.root / engine.unit(r.unit_id).thumbnail
-                    if engine.unit(r.unit_id).thumbnail
-                    else None
-                )
+            if r.kind == Kind.VIDEO:
+                thumb = reads.get_unit(library, r.unit_id).thumbnail
                 row.update(
-                    start=r.start, end=r.end, best_time=r.best_time, thumbnail=str(thumb) if thumb else None
+                    start=r.start,
+                    end=r.end,
+                    best_time=r.best_time,
+                    thumbnail=str(library.root / thumb) if thumb else None,
                 )
             rows.append(row)
         print(json.dumps({"results": rows}, indent=2))
@@ -272,7 +279,7 @@ def search(
     table.add_column("item")
     for r in page.results:
         where = r.path
-        if r.kind == "video":
+        if r.start is not None and r.end is not None:
             where += f" @ {format_timestamp(r.start)}–{format_timestamp(r.end)}"
         if r.title:
             where = f"{r.title}  [dim]{where}[/]"
@@ -370,4 +377,4 @@ def run() -> None:  # pragma: no cover - console entry for `python -m glimpse`
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    run()

@@ -1,7 +1,7 @@
 """Alembic environment: runs on the connection Glimpse hands over (see glimpse.core.db.upgrade)."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from glimpse.core.catalogue import Base
 
@@ -23,7 +23,7 @@ def run_migrations_online() -> None:
         _run(conn)
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

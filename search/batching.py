@@ -151,7 +151,7 @@ class TextBatcher:
     Cached texts are answered at once without joining a batch (no wait for what costs nothing).
     """
 
-    def __init__(self, encoder: Encoder, **kwargs) -> None:
+    def __init__(self, encoder: Encoder, **kwargs: Any) -> None:
         self.encoder = encoder
         self._batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
             self._encode, name="text-batcher", **kwargs
@@ -167,7 +167,7 @@ class TextBatcher:
         return self._batcher.submit(text)
 
     @property
-    def stats(self) -> MicroBatcher:
+    def stats(self) -> MicroBatcher[Any, Any]:
         return self._batcher
 
     def close(self) -> None:
@@ -208,16 +208,22 @@ class SearchBatcher:
     each gets exactly its own ``k``.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self._batcher: MicroBatcher[IndexQuery, tuple[np.ndarray, np.ndarray]] = MicroBatcher(
             search_together, name="search-batcher", **kwargs
         )
 
-    def search(self, index: VectorIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._batcher.submit(IndexQuery(index, vector, k))
+    def search(
+        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The engine's ``IndexSearcher``: one query (1, D) joins a batch; a filtered search (its
+        own id selector) or several queries at once run alone."""
+        if allowed is not None or len(vectors) != 1:
+            return index.search(vectors, k, allowed)
+        return self._batcher.submit(IndexQuery(index, vectors[0], k))
 
     @property
-    def stats(self) -> MicroBatcher:
+    def stats(self) -> MicroBatcher[Any, Any]:
         return self._batcher
 
     def close(self) -> None:

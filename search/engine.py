@@ -1,64 +1,73 @@
-"""The read path: a query (text, example item, uploaded image, or a mix) -> ranked items and moments.
+"""The read path: a :class:`~glimpse.search.query.SearchQuery` -> a page of ranked items and moments.
 
-Shared by ``glimpse search`` and the HTTP API. The index is held as an immutable snapshot that is
-swapped whole when the indexer publishes a new version, so a search never sees half an update.
+Shared by ``glimpse search`` and the HTTP API. In order:
+
+1. :meth:`SearchEngine.query_vector` composes the query's parts (text, example item or segment,
+   uploaded image, negative text) into one unit vector, through the :class:`QueryEmbedder` passed in;
+2. the filters become the set of allowed unit ids (SQL), and the index (the current
+   :class:`~glimpse.core.library.IndexSnapshot`, see :mod:`glimpse.search.snapshots`) returns the
+   top hits through the :class:`IndexSearcher` passed in (at once, or micro-batched by the API);
+3. the hits are read from the catalogue (:mod:`glimpse.search.reads`) and video hits are grouped
+   into moments (:mod:`glimpse.search.moments`); the page is cut from the ranked list.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from sqlalchemy import func, select
 
-from glimpse.core.catalogue import INDEXED, VIDEO, Asset, IndexRun, Unit
-from glimpse.core.encoder import Encoder
+from glimpse.core.catalogue import Asset
 from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
 from glimpse.core.settings import Settings
+from glimpse.core.vocabulary import Kind
+from glimpse.search import reads
+from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
+from glimpse.search.moments import merge_moments
+from glimpse.search.query import Media, QueryError, SearchQuery
+from glimpse.search.reads import SCORE_DECIMALS, Hit
+from glimpse.search.snapshots import IndexHolder
 
-Media = Literal["all", "image", "video"]
+if TYPE_CHECKING:
+    from PIL import Image
+
 # Hits closer than this (seconds) in the same video belong to one moment.
 MOMENT_GAP = 2.0
 # A neighbouring segment joins a moment only when it scores within this much (cosine) of the
 # moment's best hit; weaker neighbours are separate, lower-ranked moments.
 MOMENT_SCORE_MARGIN = 0.05
-# Scores are reported with this many decimals, and `min_score` compares the reported value: a
-# client that passes a score it was shown must get that result back, whichever way it rounded.
-SCORE_DECIMALS = 6
 
 
-class QueryError(ValueError):
-    """The query cannot be run as given (nothing to search for, bad weights...)."""
+class ModelNotLoaded(RuntimeError):
+    """The query needs the model (a text or an image) and this engine has none yet."""
 
 
-class ItemNotFound(LookupError):
-    pass
+class IndexSearcher(Protocol):
+    """Top-``k`` of query vectors (nq, D) in ``index``, restricted to ``allowed`` ids when given:
+    (scores, ids), each (nq, k), best first, ids -1 where fewer exist."""
+
+    def search(
+        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-@dataclass
-class Query:
-    text: str | None = None
-    negative: str | None = None
-    image_id: int | None = None
-    image_vector: np.ndarray | None = None  # an uploaded image, already embedded
-    text_weight: float = 1.0
-    image_weight: float = 1.0
-    negative_weight: float = 0.5
-    media: Media = "all"
-    filters: dict[str, Any] | None = None
-    k: int = 20
-    offset: int = 0
-    min_score: float | None = None
-    exclude_ids: tuple[int, ...] = ()
+class DirectSearch:
+    """Each search on its own (the CLI; the API passes a micro-batching searcher instead)."""
+
+    def search(
+        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return index.search(vectors, k, allowed)
 
 
 @dataclass
 class Result:
+    """One result: an image, or a moment (``start``..``end`` seconds) of a video."""
+
     id: int  # the asset id: an image, or the video a moment belongs to
     unit_id: int  # the unit whose vector matched best (its thumbnail shows the hit)
     kind: str
@@ -72,112 +81,107 @@ class Result:
     width: int | None = None
     height: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class Page:
     results: list[Result]
-    next_offset: int | None
+    next_offset: int | None  # where the next page starts; None on the last page
     took_ms: float
 
 
-@dataclass(frozen=True)
-class _Hit:
-    unit_id: int
-    asset_id: int
-    score: float
-    t_start: float | None
-    t_end: float | None
-    t_best: float | None
-
-
 class SearchEngine:
-    def __init__(self, library: Library, encoder: Encoder, settings: Settings) -> None:
-        self.library = library
-        self.encoder = encoder
-        self.settings = settings
-        self._snapshot = library.open_index()
-        self._swap_lock = threading.Lock()
-        self._checked_at = 0.0
+    """Runs searches over one library.
 
-    # -- index snapshots -----------------------------------------------------------------
+    ``embedder`` (the library's model) is needed for queries with text or an uploaded image;
+    ``searcher`` decides how the index is searched (default: at once); ``index`` holds the served
+    snapshot (default: a new holder opening the library's index).
+    """
+
+    def __init__(
+        self,
+        library: Library,
+        settings: Settings,
+        embedder: QueryEmbedder | None = None,
+        searcher: IndexSearcher | None = None,
+        index: IndexHolder | None = None,
+    ) -> None:
+        self.library = library
+        self.settings = settings
+        self.embedder = embedder
+        self.searcher: IndexSearcher = searcher or DirectSearch()
+        self.index = index or IndexHolder(library)
+
     @property
     def snapshot(self) -> IndexSnapshot:
-        self.refresh()
-        return self._snapshot
+        return self.index.current()
 
-    def refresh(self, min_interval: float = 1.0) -> bool:
-        """Swap in a newer index if the indexer published one; cheap (one small file read)."""
-        now = time.monotonic()
-        if now - self._checked_at < min_interval:
-            return False
-        self._checked_at = now
-        if self.library.index_version() == self._snapshot.version:
-            return False
-        with self._swap_lock:
-            if self.library.index_version() == self._snapshot.version:
-                return False
-            # No repair here: the indexer that published this version owns the lock and the
-            # consistency; unknown ids are dropped at fetch time anyway.
-            self._snapshot = self.library.open_index(repair=False)
-            return True
+    # -- the query vector ------------------------------------------------------------------
+    def query_vector(self, q: SearchQuery, image: Image.Image | None = None) -> np.ndarray:
+        """The query as one unit vector (D,): the weighted sum of its parts' unit vectors.
 
-    # -- query vectors -------------------------------------------------------------------
-    def embed_query(self, q: Query) -> np.ndarray:
+        Raises QueryError when nothing is searched for or the parts cancel out, ItemNotFound for
+        an example that is not indexed, ModelNotLoaded for text or an image without a model.
+        """
+        w = q.weights
         parts: list[np.ndarray] = []
-        if q.text and q.text.strip():
-            parts.append(q.text_weight * self.encode_text(q.text))
+        if q.q and q.q.strip():
+            parts.append(w.text * self._embedder().text(q.q))
         if q.image_id is not None:
-            parts.append(q.image_weight * self.item_vector(q.image_id))
-        if q.image_vector is not None:
-            parts.append(q.image_weight * np.asarray(q.image_vector, dtype=np.float32))
+            parts.append(w.image * self._stored_vector(reads.item_unit_ids(self.library, q.image_id)))
+        if q.unit_id is not None:
+            unit = reads.indexed_unit(self.library, q.unit_id)
+            parts.append(w.image * self._stored_vector(np.array([unit.id], dtype=np.int64)))
+        if image is not None:
+            parts.append(w.image * self._embedder().image(image))
         if not parts:
             raise QueryError("nothing to search for: give a text query, an image, or an item id")
         if q.negative and q.negative.strip():
-            parts.append(-q.negative_weight * self.encode_text(q.negative))
+            parts.append(-w.negative * self._embedder().text(q.negative))
         vec = np.sum(parts, axis=0)
         norm = float(np.linalg.norm(vec))
         if norm < 1e-6:
             raise QueryError("the query terms cancel out: adjust the weights")
         return (vec / norm).astype(np.float32)
 
-    def encode_text(self, text: str) -> np.ndarray:
-        """One query text as a unit vector (the API overrides this to micro-batch concurrent queries)."""
-        return self.encoder.encode_texts([text])[0]
+    def _embedder(self) -> QueryEmbedder:
+        if self.embedder is None:
+            raise ModelNotLoaded("the library has no model yet: index something first")
+        return self.embedder
 
-    def search_index(
-        self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (scores, ids) of one query vector, shaped (1, k) (the API batches these too)."""
-        return index.search(vector[None, :], k, allowed)
-
-    def item_vector(self, asset_id: int) -> np.ndarray:
-        """An indexed item as a query: its vector (a video: the mean of its segments)."""
-        with self.library.Session() as s:
-            unit_ids = list(
-                s.scalars(select(Unit.id).join(Asset).where(Asset.id == asset_id, Asset.status == INDEXED))
-            )
-        indexed = set(self.snapshot.index.ids().tolist()) if unit_ids else set()
-        unit_ids = [u for u in unit_ids if u in indexed]
-        if not unit_ids:
-            raise ItemNotFound(f"no indexed item with id {asset_id}")
-        vec = self.snapshot.index.vectors(np.array(unit_ids, dtype=np.int64)).mean(axis=0)
+    def _stored_vector(self, unit_ids: np.ndarray) -> np.ndarray:
+        """The mean of stored unit vectors, as a unit vector (an item: a video's mean segment)."""
+        index = self.snapshot.index
+        present = np.intersect1d(unit_ids, index.ids())
+        if not len(present):
+            raise reads.ItemNotFound("the example is not in the index yet (it was indexed moments ago?)")
+        vec = index.vectors(present).mean(axis=0)
         return vec / max(float(np.linalg.norm(vec)), 1e-12)
 
-    # -- search --------------------------------------------------------------------------
-    def search(self, q: Query, vector: np.ndarray | None = None) -> Page:
-        """One page of results; ``vector`` when the caller already embedded the query."""
+    # -- search ------------------------------------------------------------------------------
+    def search(
+        self,
+        q: SearchQuery,
+        *,
+        image: Image.Image | None = None,
+        exclude_items: tuple[int, ...] = (),
+        offset: int | None = None,
+    ) -> Page:
+        """One page of results, from ``offset`` (default: the query's own offset).
+
+        ``image`` is an uploaded example; ``exclude_items`` are further items never returned. An
+        example never comes back as its own result: the ``image_id`` item, the ``unit_id`` unit.
+        """
         started = time.perf_counter()
-        if vector is None:
-            vector = self.embed_query(q)
-        results, more = self._ranked(vector, q)
-        page = results[q.offset : q.offset + q.k]
-        next_offset = q.offset + q.k if more or len(results) > q.offset + q.k else None
+        offset = q.offset if offset is None else offset
+        vector = self.query_vector(q, image)
+        results, more = self._ranked(vector, q, offset, exclude_items)
+        page = results[offset : offset + q.k]
+        next_offset = offset + q.k if more or len(results) > offset + q.k else None
         return Page(page, next_offset, (time.perf_counter() - started) * 1000)
 
-    def _ranked(self, vector: np.ndarray, q: Query) -> tuple[list[Result], bool]:
+    def _ranked(
+        self, vector: np.ndarray, q: SearchQuery, offset: int, exclude_items: tuple[int, ...]
+    ) -> tuple[list[Result], bool]:
         """Results ranked from the top down to at least offset + k + 1 (to know if more exist).
 
         Video hits merge into moments, so the number of hits needed is not known in advance:
@@ -185,161 +189,60 @@ class SearchEngine:
         """
         snapshot = self.snapshot
         allowed = self._allowed_units(q)
+        # Left out after the search rather than by the id selector: excluding a few ids from
+        # millions would make every "more like this" a filtered search over all the others.
+        skip_items = set(exclude_items) | ({q.image_id} if q.image_id is not None else set())
+        skip_units = {q.unit_id} if q.unit_id is not None else set()
         if allowed is not None and len(allowed) == 0:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
-        want = q.offset + q.k + 1
+        want = offset + q.k + 1
         fetch = min(available, max(want * 2, 32))
         while True:
-            scores, ids = self.search_index(snapshot.index, vector, fetch, allowed)
-            hits, assets = self._fetch_hits(ids[0], scores[0], q.min_score)
+            scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed)
+            hits, assets = reads.read_hits(self.library, ids[0], scores[0], q.min_score)
+            hits = [h for h in hits if h.asset_id not in skip_items and h.unit_id not in skip_units]
             results = self._group(hits, assets)
             exhausted = fetch >= available or (
                 q.min_score is not None
-                and len(scores[0])
+                and len(scores[0]) > 0
                 and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
             )
             if len(results) >= want or exhausted:
                 return results, len(results) >= want
             fetch = min(available, fetch * 2)
 
-    def _allowed_units(self, q: Query) -> np.ndarray | None:
+    def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
+        """The unit ids the filters allow, or None when nothing is filtered."""
         conditions = build_conditions(q.filters)
-        if q.media != "all":
-            conditions.append(Asset.kind == q.media)
-        if q.exclude_ids:
-            conditions.append(Asset.id.not_in(q.exclude_ids))
+        if q.media != Media.ALL:
+            conditions.append(Asset.kind == q.media.value)
         if not conditions:
             return None
-        stmt = select(Unit.id).join(Asset).where(Asset.status == INDEXED, *conditions)
-        with self.library.Session() as s:
-            return np.fromiter(s.scalars(stmt), dtype=np.int64)
+        return reads.allowed_units(self.library, conditions)
 
-    def _fetch_hits(
-        self, ids: np.ndarray, scores: np.ndarray, min_score: float | None
-    ) -> tuple[list[_Hit], dict[int, Asset]]:
-        """The hits whose asset is indexed, and those assets, read in one session: a consistent
-        view even while an indexer deletes assets."""
-        pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
-        if min_score is not None:
-            pairs = [(i, s) for i, s in pairs if round(s, SCORE_DECIMALS) >= min_score]
-        if not pairs:
-            return [], {}
-        # Two primary-key lookups, and the status checked here, not in SQL: given `status = ?`
-        # next to `id IN (...)` of more than a few ids, SQLite (without ANALYZE statistics)
-        # prefers ix_assets_status_kind and walks every indexed asset: ~0.1 s at a million.
-        with self.library.Session() as s:
-            rows = {
-                r.id: r
-                for r in s.execute(
-                    select(Unit.id, Unit.asset_id, Unit.t_start, Unit.t_end, Unit.t_best).where(
-                        Unit.id.in_([i for i, _ in pairs])
-                    )
-                )
-            }
-            assets = {
-                a.id: a
-                for a in s.scalars(select(Asset).where(Asset.id.in_({r.asset_id for r in rows.values()})))
-                if a.status == INDEXED
-            }
-        rows = {i: r for i, r in rows.items() if r.asset_id in assets}
-        # An id the catalogue no longer knows (removed since this index was built) is dropped.
-        hits = [
-            _Hit(i, rows[i].asset_id, s, rows[i].t_start, rows[i].t_end, rows[i].t_best)
-            for i, s in pairs
-            if i in rows
-        ]
-        return hits, assets
-
-    def _group(self, hits: list[_Hit], assets: dict[int, Asset]) -> list[Result]:
-        from glimpse.search.moments import merge_moments
-
-        video_hits = [h for h in hits if assets[h.asset_id].kind == VIDEO]
+    def _group(self, hits: list[Hit], assets: dict[int, Asset]) -> list[Result]:
+        video_hits = [h for h in hits if assets[h.asset_id].kind == Kind.VIDEO]
         moments = merge_moments(
-            video_hits, gap=MOMENT_GAP, per_video=self.settings.moments_per_video, margin=MOMENT_SCORE_MARGIN
+            video_hits,  # type: ignore[arg-type]  # a video's hits have their times
+            gap=MOMENT_GAP,
+            per_video=self.settings.moments_per_video,
+            margin=MOMENT_SCORE_MARGIN,
         )
         seen_images: set[int] = set()
         results: list[Result] = []
         for h in hits:
             asset = assets[h.asset_id]
-            if asset.kind != VIDEO and h.asset_id not in seen_images:
+            if asset.kind != Kind.VIDEO and h.asset_id not in seen_images:
                 seen_images.add(h.asset_id)
                 results.append(_result(asset, h.unit_id, h.score))
         for m in moments:
-            asset = assets[m.asset_id]
+            asset = assets[m.asset_id]  # type: ignore[index]  # merge_moments keeps the hits' asset ids
             results.append(
                 _result(asset, m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time)
             )
         results.sort(key=lambda r: (-r.score, r.id, r.start or 0.0))
         return results
-
-    # -- items ---------------------------------------------------------------------------
-    def item(self, asset_id: int) -> tuple[Asset, list[Unit]]:
-        with self.library.Session() as s:
-            asset = s.get(Asset, asset_id)
-            if asset is None:
-                raise ItemNotFound(f"no item with id {asset_id}")
-            units = list(
-                s.scalars(select(Unit).where(Unit.asset_id == asset_id).order_by(Unit.t_start, Unit.id))
-            )
-            return asset, units
-
-    def unit(self, unit_id: int) -> Unit:
-        with self.library.Session() as s:
-            unit = s.get(Unit, unit_id)
-            if unit is None:
-                raise ItemNotFound(f"no unit with id {unit_id}")
-            return unit
-
-    def similar(self, asset_id: int, k: int = 20, offset: int = 0, **kw: Any) -> Page:
-        """More like this: the item's own vector as the query, the item itself left out."""
-        return self.search(Query(image_id=asset_id, k=k, offset=offset, exclude_ids=(asset_id,), **kw))
-
-    def stats(self) -> dict[str, Any]:
-        snap = self.snapshot
-        with self.library.Session() as s:
-            by_kind = dict(
-                s.execute(
-                    select(Asset.kind, func.count()).where(Asset.status == INDEXED).group_by(Asset.kind)
-                ).all()
-            )
-            failed = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == "failed")) or 0
-            last = s.scalar(select(IndexRun).order_by(IndexRun.id.desc()).limit(1))
-            categories = list(
-                s.scalars(
-                    select(Asset.category)
-                    .where(Asset.category.is_not(None))
-                    .distinct()
-                    .order_by(Asset.category)
-                )
-            )
-            price = s.execute(select(func.min(Asset.price), func.max(Asset.price))).one()
-        model = self.library.library_model()
-        return {
-            "items": {"image": by_kind.get("image", 0), "video": by_kind.get("video", 0)},
-            "failed": failed,
-            "units": len(snap.index),
-            "model": {
-                "name": model.name,
-                "pretrained": model.pretrained,
-                "dim": self.library.model_info().dim,
-            }
-            if model
-            else None,
-            "index": {"type": "flat-ip (exact)", "size": len(snap.index), "version": snap.version},
-            "facets": {"categories": categories, "price": {"min": price[0], "max": price[1]}},
-            "last_run": None
-            if last is None
-            else {
-                "status": last.status,
-                "started_at": last.started_at.isoformat() if last.started_at else None,
-                "finished_at": last.finished_at.isoformat() if last.finished_at else None,
-                "indexed": last.indexed,
-                "unchanged": last.unchanged,
-                "removed": last.removed,
-                "failed": last.failed,
-            },
-        }
 
 
 def _result(asset: Asset, unit_id: int, score: float, **times: float | None) -> Result:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from glimpse.core.catalogue import Asset
 
@@ -65,7 +66,9 @@ def _condition(name: str, spec: Any) -> ColumnElement[bool]:
     return and_(*parts)
 
 
-def _apply(column, name: str, op: str, value: Any, is_text: bool) -> ColumnElement[bool]:
+def _apply(
+    column: InstrumentedAttribute[Any], name: str, op: str, value: Any, is_text: bool
+) -> ColumnElement[bool]:
     if op == "in":
         if not isinstance(value, list) or not value:
             raise FilterError(f"filter {name!r}: 'in' takes a non-empty list")

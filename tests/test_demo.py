@@ -13,7 +13,9 @@ import pytest
 
 from glimpse.core.library import Library
 from glimpse.demo import build_demo_library
-from glimpse.search.engine import Query, SearchEngine
+from glimpse.search.embedding import QueryEmbedder
+from glimpse.search.engine import SearchEngine
+from glimpse.search.query import SearchQuery
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +44,9 @@ def test_colour_and_shape_queries_return_that_colour_and_shape_first(demo, demo_
         shown = Counter(tuple(row["title"].lower().split()[1:3]) for row in csv.DictReader(fh))
     library = Library(settings)
     try:
-        engine = SearchEngine(library, demo_encoder, settings)
+        engine = SearchEngine(library, settings, QueryEmbedder(demo_encoder))
         for (colour, shape), count in shown.most_common(4):
-            page = engine.search(Query(text=f"{colour} {shape}", media="image", k=count))
+            page = engine.search(SearchQuery(q=f"{colour} {shape}", media="image", k=count))
             titles = [(r.title or "").lower() for r in page.results]
             # The best hit is exactly right, every hit has the colour, and most have the shape too.
             assert _shows(titles[0], colour, shape), (colour, shape, titles)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from glimpse.core.models import register_configs, resolve
+from glimpse.core.models import ClipModel, register_configs, resolve
+from glimpse.training.data import ImageTransform
 
 
 def tokenizer_for(model_name: str) -> Callable[[list[str]], torch.Tensor]:
@@ -19,7 +20,7 @@ def tokenizer_for(model_name: str) -> Callable[[list[str]], torch.Tensor]:
     return open_clip.get_tokenizer(arch)
 
 
-def transforms_for(model: torch.nn.Module) -> tuple[Callable, Callable]:
+def transforms_for(model: ClipModel) -> tuple[ImageTransform, ImageTransform]:
     """(train, eval) image transforms from the model's own size, mean and std.
 
     Training adds open_clip's light augmentation (random resized crop, scale 0.9-1, no flip: a
@@ -32,14 +33,14 @@ def transforms_for(model: torch.nn.Module) -> tuple[Callable, Callable]:
     return image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False)
 
 
-def image_size_of(model: torch.nn.Module) -> int:
+def image_size_of(model: ClipModel) -> int:
     from open_clip.model import get_model_preprocess_cfg
 
     size = get_model_preprocess_cfg(model).get("size", 224)
     return max(size) if isinstance(size, (tuple, list)) else int(size)
 
 
-def _can_trim(model: torch.nn.Module) -> bool:
+def _can_trim(model: ClipModel) -> bool:
     # The standard CLIP text tower: causal mask and pooling at the EOT token (the largest id).
     return (
         all(hasattr(model, a) for a in ("token_embedding", "positional_embedding", "transformer", "ln_final"))
@@ -49,7 +50,7 @@ def _can_trim(model: torch.nn.Module) -> bool:
     )
 
 
-def encode_text(model: torch.nn.Module, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def encode_text(model: ClipModel, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """``model.encode_text`` on the context trimmed to the longest caption in the batch.
 
     With causal attention, padding after the EOT token cannot change the EOT token's features,
@@ -70,7 +71,7 @@ def encode_text(model: torch.nn.Module, tokens: torch.Tensor, normalize: bool = 
     return F.normalize(x, dim=-1) if normalize else x
 
 
-def contrastive_loss(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(model: ClipModel, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric cross-entropy over the batch's image-text similarities.
 
     Pairs whose captions are the very same text are positives of each other: the loss asks for

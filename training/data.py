@@ -6,12 +6,19 @@ import csv
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
+
+# A decoded image -> the model's input tensor (3, S, S); captions -> token ids (N, context).
+ImageTransform = Callable[[Image.Image], torch.Tensor]
+Tokenizer = Callable[[list[str]], torch.Tensor]
+Sample = tuple[torch.Tensor, str]
+Collate = Callable[[list[Sample | None]], tuple[torch.Tensor, torch.Tensor]]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +66,8 @@ def read_pairs(manifest: Path, *, check_images: bool = True) -> tuple[list[Pair]
         caption = " ".join(str(_first(row, CAPTION_COLUMNS) or "").split())
         path = (manifest.parent / image) if image else None
         reason = _problem(path, caption, check_images)
-        if reason:
-            bad.append(BadPair(source, image, reason))
+        if reason or path is None:
+            bad.append(BadPair(source, image, reason or "no image path"))
         else:
             pairs.append(Pair(path, caption))
     for problem in bad:
@@ -68,7 +75,7 @@ def read_pairs(manifest: Path, *, check_images: bool = True) -> tuple[list[Pair]
     return pairs, bad
 
 
-def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
+def _rows(manifest: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, row) from a CSV or JSONL file, after checking the columns exist."""
     suffix = manifest.suffix.lower()
     if suffix == ".csv":
@@ -97,7 +104,7 @@ def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
         raise PairsFileError(f"{manifest}: unknown pairs format {suffix!r}; use .csv or .jsonl")
 
 
-def _check_columns(manifest: Path, columns: list[str]) -> None:
+def _check_columns(manifest: Path, columns: Sequence[str]) -> None:
     for wanted in (IMAGE_COLUMNS, CAPTION_COLUMNS):
         if not any(c in columns for c in wanted):
             raise PairsFileError(
@@ -105,7 +112,7 @@ def _check_columns(manifest: Path, columns: list[str]) -> None:
             )
 
 
-def _first(row: dict, names: tuple[str, ...]) -> object:
+def _first(row: dict[str, Any], names: tuple[str, ...]) -> object:
     for name in names:
         if row.get(name) not in (None, ""):
             return row[name]
@@ -149,7 +156,8 @@ def split_holdout(
     if not 0 <= fraction < 1:
         raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
     threshold = int(fraction * 2**32)
-    train, held = [], []
+    train: list[Pair] = []
+    held: list[Pair] = []
     for pair in pairs:
         key = pair.image
         if base is not None and key.is_relative_to(base):
@@ -167,10 +175,10 @@ def load_rgb(path: Path, max_side: int | None = None) -> Image.Image:
         return im.convert("RGB")
 
 
-class PairDataset(torch.utils.data.Dataset):
+class PairDataset(torch.utils.data.Dataset[Sample | None]):
     """Images through ``transform``; captions as strings (tokenized in the collate function)."""
 
-    def __init__(self, pairs: list[Pair], transform: Callable, decode_side: int | None = None):
+    def __init__(self, pairs: list[Pair], transform: ImageTransform, decode_side: int | None = None):
         self.pairs = pairs
         self.transform = transform
         # Decode large JPEGs only as large as the transform needs (x2 for crop augmentation).
@@ -190,12 +198,12 @@ class PairDataset(torch.utils.data.Dataset):
         return self.transform(image), pair.caption
 
 
-def make_collate(tokenize: Callable[[list[str]], torch.Tensor]) -> Callable:
-    def collate(batch: list[tuple[torch.Tensor, str] | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = [item for item in batch if item is not None]
-        if not batch:
+def make_collate(tokenize: Tokenizer) -> Collate:
+    def collate(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        kept = [item for item in batch if item is not None]
+        if not kept:
             return torch.empty(0), torch.empty(0, dtype=torch.long)
-        images, captions = zip(*batch, strict=True)
+        images, captions = zip(*kept, strict=True)
         return torch.stack(images), tokenize(list(captions))
 
     return collate

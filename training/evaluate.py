@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from PIL import Image
 
+from glimpse.core.models import ClipModel
 from glimpse.training.clip import encode_text
-from glimpse.training.data import Pair, PairDataset
+from glimpse.training.data import ImageTransform, Pair, PairDataset, Sample, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ def recall_at(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> float
 
 @torch.no_grad()
 def embed_images(
-    model: torch.nn.Module,
+    model: ClipModel,
     images: Sequence[Image.Image],
-    transform: Callable,
+    transform: ImageTransform,
     device: str,
     batch_size: int = 256,
 ) -> torch.Tensor:
@@ -57,7 +58,7 @@ def embed_images(
 
 @torch.no_grad()
 def embed_texts(
-    model: torch.nn.Module, texts: Sequence[str], tokenizer: Callable, device: str, batch_size: int = 512
+    model: ClipModel, texts: Sequence[str], tokenizer: Tokenizer, device: str, batch_size: int = 512
 ) -> torch.Tensor:
     out = []
     for start in range(0, len(texts), batch_size):
@@ -69,10 +70,10 @@ def embed_texts(
 
 @torch.no_grad()
 def pair_recall(
-    model: torch.nn.Module,
+    model: ClipModel,
     pairs: list[Pair],
-    transform: Callable,
-    tokenizer: Callable,
+    transform: ImageTransform,
+    tokenizer: Tokenizer,
     device: str,
     batch_size: int = 256,
 ) -> Recall | None:
@@ -116,16 +117,16 @@ def pair_recall(
     )
 
 
-def _keep_captions(batch: list) -> tuple[torch.Tensor, list[str]]:
+def _keep_captions(batch: list[Sample | None]) -> tuple[torch.Tensor, list[str]]:
     # Pairs whose image stopped decoding come back as None and drop out with their caption.
-    batch = [item for item in batch if item is not None]
-    if not batch:
+    kept = [item for item in batch if item is not None]
+    if not kept:
         return torch.empty(0, 3, 1, 1), []
-    images, captions = zip(*batch, strict=True)
+    images, captions = zip(*kept, strict=True)
     return torch.stack(images), list(captions)
 
 
-def autocast(device: str):
+def autocast(device: str) -> torch.autocast:
     """bf16 (or fp16) autocast on CUDA; a no-op on CPU, where fp32 is the fast path."""
     if str(device).startswith("cuda"):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

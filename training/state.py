@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from glimpse.core.models import ClipModel
+
 _META_KEY = "glimpse_training_state"
 FORMAT_VERSION = 1
 
@@ -36,9 +38,7 @@ def state_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".state.safetensors")
 
 
-def save_state(
-    path: Path, state: TrainingState, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> None:
+def save_state(path: Path, state: TrainingState, model: ClipModel, optimizer: torch.optim.Optimizer) -> None:
     from safetensors.torch import save_file
 
     tensors = {
@@ -90,7 +90,7 @@ def read_state_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
+def load_state(path: Path, model: ClipModel, optimizer: torch.optim.Optimizer) -> TrainingState:
     """Restore weights, optimizer and RNG from ``path`` into ``model`` and ``optimizer``."""
     from safetensors.torch import load_file
 

@@ -16,10 +16,20 @@ from pathlib import Path
 
 import torch
 
-from glimpse.core.models import create_model, save_checkpoint
+from glimpse.core.models import ClipModel, create_model, save_checkpoint
 from glimpse.core.settings import resolve_device
 from glimpse.training.clip import contrastive_loss, image_size_of, tokenizer_for, transforms_for
-from glimpse.training.data import BadPair, Pair, PairDataset, make_collate, read_pairs, split_holdout
+from glimpse.training.data import (
+    BadPair,
+    Collate,
+    ImageTransform,
+    Pair,
+    PairDataset,
+    Tokenizer,
+    make_collate,
+    read_pairs,
+    split_holdout,
+)
 from glimpse.training.evaluate import Recall, autocast, pair_recall
 from glimpse.training.state import (
     ResumeError,
@@ -51,7 +61,7 @@ class TrainReport:
     recall_after: Recall | None
     final_loss: float | None
     seconds: float
-    history: list[dict] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
+    history: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +162,7 @@ def train(
 class _Run:
     """Everything one training run carries from step to step."""
 
-    net: torch.nn.Module
+    net: ClipModel
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     scaler: torch.amp.GradScaler | None
@@ -214,7 +224,7 @@ def _step(run: _Run, images: torch.Tensor, tokens: torch.Tensor) -> float:
 
 
 def training_step(
-    model: torch.nn.Module,
+    model: ClipModel,
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     tokens: torch.Tensor,
@@ -246,9 +256,10 @@ def training_step(
     return loss.item()
 
 
-def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def _optimizer(model: ClipModel, lr: float, weight_decay: float) -> torch.optim.AdamW:
     # No weight decay on gains, biases, norms and the temperature (as open_clip does).
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -294,16 +305,16 @@ def _save(run: _Run) -> None:
 @dataclass(frozen=True)
 class _LoaderArgs:
     dataset: PairDataset
-    collate: Callable
+    collate: Collate
     workers: int
     pin_memory: bool
 
 
 def _loader_args(
     pairs: list[Pair],
-    transform: Callable,
-    tokenizer: Callable,
-    model: torch.nn.Module,
+    transform: ImageTransform,
+    tokenizer: Tokenizer,
+    model: ClipModel,
     device: str,
     workers: int | None,
 ) -> _LoaderArgs:

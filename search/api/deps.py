@@ -15,11 +15,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from glimpse.core.encoder import Encoder
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
 from glimpse.search.api.errors import ApiError
 from glimpse.search.api.service import LibraryEmpty, SearchService
+from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from GLIMPSE_API_KEYS.")
@@ -48,14 +48,14 @@ async def get_engine(service: ServiceDep) -> SearchEngine:
     return service.engine
 
 
-async def require_encoder(service: ServiceDep) -> Encoder:
+async def require_embedder(service: ServiceDep) -> QueryEmbedder:
     """The loaded model; 503 while the library has none (loading it, once, off the event loop)."""
-    if service.encoder is not None:
-        return service.encoder
-    return await run_in_threadpool(encoder_or_503, service)
+    if service.embedder is not None:
+        return service.embedder
+    return await run_in_threadpool(embedder_or_503, service)
 
 
-def encoder_or_503(service: SearchService) -> Encoder:
+def embedder_or_503(service: SearchService) -> QueryEmbedder:
     try:
         return service.require_model()
     except LibraryEmpty as exc:
@@ -63,7 +63,7 @@ def encoder_or_503(service: SearchService) -> Encoder:
 
 
 async def get_query_engine(
-    service: ServiceDep, _encoder: Annotated[Encoder, Depends(require_encoder)]
+    service: ServiceDep, _embedder: Annotated[QueryEmbedder, Depends(require_embedder)]
 ) -> SearchEngine:
     """The engine, for routes that embed a query: 503 while the library has no model."""
     return service.engine
@@ -73,7 +73,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 LibraryDep = Annotated[Library, Depends(get_library)]
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
 QueryEngineDep = Annotated[SearchEngine, Depends(get_query_engine)]
-EncoderDep = Annotated[Encoder, Depends(require_encoder)]
 
 
 async def get_url_prefix(request: Request) -> str:

@@ -8,6 +8,7 @@ unexpected exception, answers with an HTML page or a bare ``{"detail": ...}``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,8 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glimpse.core.library import ModelMismatch
 from glimpse.core.media import ImageDecodeError, ImageTooLarge
-from glimpse.search.engine import ItemNotFound, QueryError
+from glimpse.search.engine import ModelNotLoaded
 from glimpse.search.filters import FilterError
+from glimpse.search.query import CursorError, QueryError
+from glimpse.search.reads import ItemNotFound
 
 log = logging.getLogger("glimpse.api")
 
@@ -71,7 +74,9 @@ def error_response(
 # Engine and decoding errors, mapped once here so routes stay thin.
 _DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (FilterError, 422, "invalid_filter"),
+    (CursorError, 422, "invalid_cursor"),  # before its base class QueryError
     (QueryError, 422, "invalid_query"),
+    (ModelNotLoaded, 503, "library_empty"),
     (ItemNotFound, 404, "not_found"),
     (ImageTooLarge, 413, "image_too_large"),  # before its base class ImageDecodeError
     (ImageDecodeError, 422, "invalid_image"),
@@ -111,7 +116,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal server error (the server log has the details)")
 
 
-def _domain_handler(status: int, code: str):
+def _domain_handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handler(_request: Request, exc: Exception) -> JSONResponse:
         message = str(exc.args[0]) if isinstance(exc, LookupError) and exc.args else str(exc)
         return error_response(status, code, message)

@@ -1,123 +1,58 @@
-"""Request and response bodies of the ``/v1`` API (pydantic); their examples feed the OpenAPI docs."""
+"""Request and response bodies of the ``/v1`` API (pydantic); their examples feed the OpenAPI docs.
+
+Responses are built from the engine's own objects by the schema (``ResultOut.build``,
+``ItemOut.build``): one place says how a result or an item becomes JSON.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import inspect
 
-Media = Literal["all", "image", "video"]
-
-K_DEFAULT = 20
-K_MAX = 200
-OFFSET_MAX = 10_000  # deep pages cost a top-(offset + k) search each; past this, refine the query
-TEXT_MAX = 1_000
-
-FILTERS_DOC = (
-    "Catalogue filters: field -> value, list (any of) or {operator: value}, e.g. "
-    '{"category": ["shoes"], "price": {"lte": 50}}. Fields: category, currency, sku, kind, title '
-    "(operators eq, ne, in, contains) and price, width, height, duration (eq, ne, gt, gte, lt, lte, in)."
-)
+from glimpse.core.catalogue import Asset, Unit
+from glimpse.search.engine import Result
+from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery
 
 
 # -- requests -------------------------------------------------------------------------------
-class Paging(BaseModel):
-    k: int = Field(K_DEFAULT, ge=1, le=K_MAX, description="Results per page.")
-    offset: int = Field(0, ge=0, le=OFFSET_MAX, description="Results to skip (or use `cursor`).")
-    cursor: str | None = Field(
-        None, max_length=512, description="The `next` value of the previous page (opaque)."
-    )
+# The search itself is one model, search.query.SearchQuery (the JSON body of POST /v1/search) and
+# its flat form search.query.FlatQuery (query strings and forms); these are the other requests.
+class SimilarParams(FlatPage):
+    """``GET /v1/items/{id}/similar`` query parameters: the page and filters of "more like this"."""
 
-
-class ResultFilters(BaseModel):
-    media: Media = Field("all", description="Only images, only videos, or both.")
-    min_score: float | None = Field(
-        None, ge=-1.0, le=1.0, description="Drop results whose cosine similarity is lower."
-    )
-
-
-class QueryTerms(BaseModel):
-    q: str | None = Field(None, max_length=TEXT_MAX, description="What to look for, in words.")
-    negative: str | None = Field(None, max_length=TEXT_MAX, description="Move away from this text.")
-    image_id: int | None = Field(None, ge=1, description="An indexed item to search like (more like this).")
-
-
-class Weights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: float = Field(1.0, ge=0.0, le=10.0)
-    image: float = Field(1.0, ge=0.0, le=10.0, description="Weight of image_id / the uploaded image.")
-    negative: float = Field(0.5, ge=0.0, le=10.0)
-
-
-class FlatFilters(BaseModel):
-    """Filters as plain parameters (query string, form fields): JSON string plus shortcuts."""
-
-    filters: str | None = Field(
+    unit_id: int | None = Field(
         None,
-        max_length=10_000,
-        description=f"JSON object. {FILTERS_DOC}",
-        examples=['{"category": ["shoes"], "price": {"lte": 50}}'],
-    )
-    category: list[str] = Field(default_factory=list, description="Shortcut: any of these categories.")
-    price_min: float | None = Field(None, description="Shortcut: price >= this.")
-    price_max: float | None = Field(None, description="Shortcut: price <= this.")
-
-
-class FlatWeights(BaseModel):
-    text_weight: float = Field(1.0, ge=0.0, le=10.0)
-    image_weight: float = Field(1.0, ge=0.0, le=10.0)
-    negative_weight: float = Field(0.5, ge=0.0, le=10.0)
-
-
-class SearchRequest(Paging, ResultFilters, QueryTerms):
-    """``POST /v1/search``: text, an item, or both, with optional negative text and filters."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "q": "red summer dress",
-                    "filters": {"category": ["dresses"], "price": {"lte": 50}},
-                    "k": 24,
-                },
-                {"q": "a truck at a loading dock at night", "media": "video", "k": 10},
-                {"image_id": 42, "q": "in blue", "weights": {"image": 1.0, "text": 0.5}},
-                {"q": "sneakers", "cursor": "eyJvIjoyNCwiZiI6IjEyMzQ1Njc4OTBhYmNkZWYifQ"},
-            ]
-        },
+        ge=1,
+        le=ID_MAX,
+        description="Search like this segment of the item (a moment's `unit_id`) instead of the whole item.",
     )
 
-    weights: Weights = Field(default_factory=Weights)
-    filters: dict[str, Any] | None = Field(None, description=FILTERS_DOC)
 
-
-class SearchParams(Paging, ResultFilters, FlatWeights, FlatFilters, QueryTerms):
-    """``GET /v1/search`` query parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ImageSearchForm(Paging, ResultFilters, FlatWeights, FlatFilters, QueryTerms):
-    """``POST /v1/search/image`` multipart fields: the image file plus optional text and filters."""
+class ImageSearchForm(FlatQuery):
+    """``POST /v1/search/image`` multipart form: the image file, and any field of the search."""
 
     model_config = ConfigDict(extra="forbid")
 
     file: UploadFile = Field(description="The query image (JPEG, PNG, WebP, GIF, BMP or TIFF).")
 
 
-class SimilarParams(Paging, ResultFilters, FlatFilters):
-    """``GET /v1/items/{id}/similar`` query parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
 class EmbedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "a red circle"}]})
 
-    text: str = Field(min_length=1, max_length=TEXT_MAX)
+    text: str = Field(min_length=1, max_length=TEXT_MAX, description="Not blank.")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # The same rule as a search's `q`: only white space is no text at all.
+        if not value.strip():
+            raise ValueError("text is blank: give some words to embed")
+        return value
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -136,6 +71,15 @@ class ResultOut(BaseModel):
     best_time: float | None = Field(None, description="Video moments: where to start playing.")
     width: int | None = None
     height: int | None = None
+
+    @classmethod
+    def build(cls, result: Result, prefix: str) -> ResultOut:
+        """The JSON of an engine result; links start at ``prefix`` (where the API is mounted)."""
+        links = {
+            "media_url": f"{prefix}/v1/media/{result.id}",
+            "thumbnail_url": f"{prefix}/v1/thumbnails/{result.unit_id}",
+        }
+        return cls.model_validate({**vars(result), **links})
 
 
 class SearchResponse(BaseModel):
@@ -196,6 +140,16 @@ class UnitOut(BaseModel):
     best_time: float | None = None
     thumbnail_url: str
 
+    @classmethod
+    def build(cls, unit: Unit, prefix: str) -> UnitOut:
+        return cls(
+            unit_id=unit.id,
+            start=unit.t_start,
+            end=unit.t_end,
+            best_time=unit.t_best,
+            thumbnail_url=f"{prefix}/v1/thumbnails/{unit.id}",
+        )
+
 
 class ItemOut(BaseModel):
     id: int
@@ -220,6 +174,24 @@ class ItemOut(BaseModel):
     media_url: str
     thumbnail_url: str | None = None
     units: list[UnitOut] = Field(description="The image, or the video's segments in time order.")
+
+    @classmethod
+    def build(cls, asset: Asset, units: list[Unit], prefix: str) -> ItemOut:
+        """The JSON of a catalogue item: its columns by name, extra manifest fields as ``metadata``."""
+        unit_rows = [UnitOut.build(u, prefix) for u in units]
+        columns = {
+            c.key: getattr(asset, c.key) for c in inspect(Asset).column_attrs if c.key in cls.model_fields
+        }
+        return cls.model_validate(
+            {
+                **columns,
+                "indexed_at": asset.indexed_at.isoformat() if asset.indexed_at else None,
+                "metadata": dict(asset.extra or {}),
+                "media_url": f"{prefix}/v1/media/{asset.id}",
+                "thumbnail_url": unit_rows[0].thumbnail_url if unit_rows else None,
+                "units": unit_rows,
+            }
+        )
 
 
 class ModelOut(BaseModel):
@@ -265,6 +237,9 @@ class StatsOut(_Open):
     index: dict[str, Any]
     facets: dict[str, Any]
     last_run: dict[str, Any] | None = None
+    limits: dict[str, Any] = Field(
+        default_factory=dict, description="`max_upload_bytes` and `max_upload_mb` (10^6 bytes) of uploads."
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -1,7 +1,8 @@
 """What the API process holds for its lifetime: the library, the loaded model and the search engine.
 
 Built once at start-up (the model loads then, not per request). An empty library still serves
-health and stats; the model is loaded as soon as an indexer has recorded one.
+health and stats; the model is loaded as soon as an indexer has recorded one. Concurrency is
+composed here, not inherited: the engine is given a micro-batching text encoder and searcher.
 """
 
 from __future__ import annotations
@@ -13,36 +14,16 @@ import numpy as np
 from sqlalchemy import text
 
 from glimpse.core.encoder import Encoder
-from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
 from glimpse.core.models import ModelRef
 from glimpse.core.settings import Settings
 from glimpse.search.batching import SearchBatcher, TextBatcher, use_blas_for_query_batches
+from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
 
 
 class LibraryEmpty(RuntimeError):
     """Nothing has been indexed yet, so there is no model to embed a query with."""
-
-
-class BatchedSearchEngine(SearchEngine):
-    """The engine with concurrent text encodings and unfiltered FAISS searches micro-batched."""
-
-    text_batcher: TextBatcher | None = None
-    search_batcher: SearchBatcher | None = None
-
-    def encode_text(self, text: str) -> np.ndarray:
-        if self.text_batcher is None:
-            return super().encode_text(text)
-        return self.text_batcher.encode(text)
-
-    def search_index(
-        self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        # Filtered searches carry their own id selector: they run alone.
-        if allowed is not None or self.search_batcher is None:
-            return super().search_index(index, vector, k, allowed)
-        return self.search_batcher.search(index, vector, k)
 
 
 class SearchService:
@@ -52,50 +33,43 @@ class SearchService:
         self._batching = batching
         self._model_lock = threading.Lock()
         self._agrees: dict[int, bool] = {}  # index version -> matched the catalogue when checked
-        ref = self.library.library_model()
-        # Until something is indexed the engine only answers stats; its encoder is never loaded.
-        placeholder = Encoder(settings.model, settings.pretrained, settings.device, settings.query_cache_size)
-        self.engine = BatchedSearchEngine(self.library, placeholder, settings)
         self.search_batcher = SearchBatcher() if batching else None
         if batching:
             use_blas_for_query_batches()
-        self.engine.search_batcher = self.search_batcher
-        self.encoder: Encoder | None = None
+        self.text_batcher: TextBatcher | None = None
+        # Until something is indexed the engine answers only what needs no model (stats, items).
+        self.engine = SearchEngine(self.library, settings, searcher=self.search_batcher)
+        self.embedder: QueryEmbedder | None = None
+        ref = self.library.library_model()
         if ref is not None:
             self._use_model(ref)
 
     # -- model -----------------------------------------------------------------------------
-    def _use_model(self, ref: ModelRef) -> None:
+    def _use_model(self, ref: ModelRef) -> QueryEmbedder:
         s = self.settings
         encoder = Encoder(
             ref.name, ref.pretrained, s.device, s.query_cache_size, pack_text=s.pack_text_weights
         ).load()
-        old = self.engine.text_batcher
-        self.engine.encoder = encoder
-        self.engine.text_batcher = TextBatcher(encoder) if self._batching else None
-        self.encoder = encoder
-        if old is not None:
-            old.close()
+        self.text_batcher = TextBatcher(encoder) if self._batching else None
+        self.embedder = self.engine.embedder = QueryEmbedder(encoder, text=self.text_batcher)
+        return self.embedder
 
-    def require_model(self) -> Encoder:
-        """The loaded encoder; loads the library's model if an indexer recorded one since start-up."""
-        if self.encoder is not None:
-            return self.encoder
+    def require_model(self) -> QueryEmbedder:
+        """The loaded model; loads the library's model if an indexer recorded one since start-up."""
         with self._model_lock:
-            if self.encoder is None:
-                ref = self.library.library_model()
-                if ref is None:
-                    raise LibraryEmpty(
-                        f"the library at {self.library.root} has nothing indexed yet: "
-                        "run `glimpse index PATH` first"
-                    )
-                self._use_model(ref)
-        assert self.encoder is not None
-        return self.encoder
+            if self.embedder is not None:  # loaded already, maybe by a request this one waited for
+                return self.embedder
+            ref = self.library.library_model()
+            if ref is None:
+                raise LibraryEmpty(
+                    f"the library at {self.library.root} has nothing indexed yet: "
+                    "run `glimpse index PATH` first"
+                )
+            return self._use_model(ref)
 
     @property
     def model_ref(self) -> ModelRef | None:
-        return self.encoder.ref if self.encoder is not None else None
+        return self.embedder.ref if self.embedder is not None else None
 
     # -- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -106,9 +80,10 @@ class SearchService:
             checks["database"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the message says which
             checks["database"] = {"ok": False, "error": str(exc).splitlines()[0]}
+        ref = self.model_ref
         checks["model"] = (
-            {"ok": True, "name": self.encoder.ref.name, "pretrained": self.encoder.ref.pretrained}
-            if self.encoder is not None
+            {"ok": True, "name": ref.name, "pretrained": ref.pretrained}
+            if ref is not None
             else {"ok": False, "error": "no model loaded: the library has nothing indexed yet"}
         )
         snapshot = self.engine.snapshot
@@ -133,7 +108,7 @@ class SearchService:
         return ok
 
     def close(self) -> None:
-        for batcher in (self.engine.text_batcher, self.search_batcher):
+        for batcher in (self.text_batcher, self.search_batcher):
             if batcher is not None:
                 batcher.close()
         self.library.close()

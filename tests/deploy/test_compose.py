@@ -8,20 +8,20 @@ Docker would send.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
-import fnmatch
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]

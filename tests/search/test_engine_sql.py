@@ -9,7 +9,9 @@ from conftest import tiny_settings
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
 from glimpse.indexer.bulk import import_vectors
-from glimpse.search.engine import Query, SearchEngine
+from glimpse.search.embedding import QueryEmbedder
+from glimpse.search.engine import SearchEngine
+from glimpse.search.query import SearchQuery
 
 
 def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_catalogue(
@@ -22,7 +24,7 @@ def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_
     import_vectors(
         library, ModelRef("glimpse-tiny", None), [f"/elsewhere/{i}.jpg" for i in range(300)], vectors
     )
-    engine = SearchEngine(library, tiny_encoder, settings)
+    engine = SearchEngine(library, settings, QueryEmbedder(tiny_encoder))
     statements: list[tuple[str, tuple]] = []
 
     def record(_conn, _cursor, statement, parameters, _context, _many):
@@ -31,7 +33,7 @@ def test_an_unfiltered_search_reads_its_hits_by_primary_key_without_walking_the_
 
     event.listen(library.engine, "before_cursor_execute", record)
     try:
-        page = engine.search(Query(text="anything", k=10))
+        page = engine.search(SearchQuery(q="anything", k=10))
     finally:
         event.remove(library.engine, "before_cursor_execute", record)
     assert len(page.results) == 10

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from glimpse.search.api.deps import ServiceDep, encoder_or_503
+from glimpse.core.models import ModelRef
+from glimpse.search.api.deps import ServiceDep, embedder_or_503
 from glimpse.search.api.errors import ApiError
 from glimpse.search.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse, ModelOut
 from glimpse.search.api.service import SearchService
@@ -66,20 +68,19 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
 
 def _embed_text(service: SearchService, text: str) -> EmbedResponse:
     started = time.perf_counter()
-    encoder = encoder_or_503(service)
-    vector = service.engine.encode_text(text)
-    return _response(encoder.ref, vector, started)
+    embedder = embedder_or_503(service)
+    return _response(embedder.ref, embedder.text(text), started)
 
 
 def _embed_image(service: SearchService, upload: UploadFile) -> EmbedResponse:
     started = time.perf_counter()
-    encoder = encoder_or_503(service)
+    embedder = embedder_or_503(service)
     s = service.settings
     image = decode_upload(read_upload(upload, s.max_upload_bytes), s.max_image_pixels, upload.filename)
-    return _response(encoder.ref, encoder.encode_images([image])[0], started)
+    return _response(embedder.ref, embedder.image(image), started)
 
 
-def _response(ref, vector, started: float) -> EmbedResponse:
+def _response(ref: ModelRef, vector: np.ndarray, started: float) -> EmbedResponse:
     return EmbedResponse(
         model=ModelOut(name=ref.name, pretrained=ref.pretrained),
         dim=len(vector),

@@ -156,7 +156,7 @@ def test_search_batcher_serves_concurrent_queries():
     index = VectorIndex.build(np.arange(300), vectors, 8)
     batcher = SearchBatcher(max_wait=0.05)
     try:
-        got = _together(8, lambda i: batcher.search(index, vectors[i], 5 + i))
+        got = _together(8, lambda i: batcher.search(index, vectors[i][None, :], 5 + i))
     finally:
         batcher.close()
     for i, (_scores, ids) in enumerate(got):

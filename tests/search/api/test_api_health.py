@@ -43,7 +43,7 @@ def test_openapi_documents_every_route_with_examples(client):
         "/v1/stats",
     } <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
-    assert schemas["SearchRequest"]["examples"] and schemas["SearchResponse"]["examples"]
+    assert schemas["SearchQuery"]["examples"] and schemas["SearchResponse"]["examples"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     search_422 = spec["paths"]["/v1/search"]["post"]["responses"]["422"]
     assert search_422["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
@@ -109,13 +109,18 @@ def test_readyz_fails_while_the_served_index_disagrees_with_the_catalogue(
         # An indexer committed a new item to SQL and still holds the lock (no index published yet):
         # the API cannot repair, and serves the last published index.
         with library.writer_lock():
-            from glimpse.core.catalogue import INDEXED, Asset, Unit
+            from glimpse.core.catalogue import Asset, Unit
+            from glimpse.core.vocabulary import Status
 
             with library.Session.begin() as s:
                 s.add(
                     Unit(
                         asset=Asset(
-                            path=str(folder / "late.jpg"), kind="image", size=1, mtime_ns=1, status=INDEXED
+                            path=str(folder / "late.jpg"),
+                            kind="image",
+                            size=1,
+                            mtime_ns=1,
+                            status=Status.INDEXED,
                         )
                     )
                 )

@@ -105,7 +105,7 @@ def test_the_service_packs_the_text_tower_unless_told_not_to(tmp_path, tiny_enco
     save_image(tmp_path / "media" / "red.jpg", "red")
     index_into(settings, tiny_encoder, tmp_path / "media")
     with TestClient(create_app(settings)) as client:
-        assert client.app.state.service.encoder.text_packed is pack
+        assert client.app.state.service.embedder.encoder.text_packed is pack
         response = client.post("/v1/embed", json={"text": "a red summer dress"})
     assert response.status_code == 200, response.text
     expected = tiny_encoder.encode_texts(["a red summer dress"])[0]  # the model's own transformer

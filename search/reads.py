@@ -1,0 +1,154 @@
+"""What the read path asks the catalogue: hits by unit id, items, units, filtered unit ids, stats.
+
+Every function takes the :class:`~glimpse.core.library.Library` and opens its own short session, so
+each answer is one consistent view even while an indexer writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, func, select
+
+from glimpse.core.catalogue import Asset, IndexRun, Unit, indexed_units
+from glimpse.core.library import IndexSnapshot, Library
+from glimpse.core.vocabulary import Kind, Status
+
+# Scores are reported with this many decimals, and `min_score` compares the reported value: a
+# client that passes a score it was shown must get that result back, whichever way it rounded.
+SCORE_DECIMALS = 6
+
+
+class ItemNotFound(LookupError):
+    """No item (or unit) with this id, or not an indexed one where that is required."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One unit the index returned, with its time range when it is a video segment."""
+
+    unit_id: int
+    asset_id: int
+    score: float
+    t_start: float | None
+    t_end: float | None
+    t_best: float | None
+
+
+def read_hits(
+    library: Library, ids: np.ndarray, scores: np.ndarray, min_score: float | None
+) -> tuple[list[Hit], dict[int, Asset]]:
+    """The hits (in the given order) whose asset is indexed, and those assets, read in one
+    session. Ids the catalogue no longer knows (removed since the index was built) are dropped."""
+    pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+    if min_score is not None:
+        pairs = [(i, s) for i, s in pairs if round(s, SCORE_DECIMALS) >= min_score]
+    if not pairs:
+        return [], {}
+    # Two primary-key lookups, and the status checked here, not in SQL: given `status = ?`
+    # next to `id IN (...)` of more than a few ids, SQLite (without ANALYZE statistics)
+    # prefers ix_assets_status_kind and walks every indexed asset: ~0.1 s at a million.
+    with library.Session() as s:
+        rows = {
+            r.id: r
+            for r in s.execute(
+                select(Unit.id, Unit.asset_id, Unit.t_start, Unit.t_end, Unit.t_best).where(
+                    Unit.id.in_([i for i, _ in pairs])
+                )
+            )
+        }
+        assets = {
+            a.id: a
+            for a in s.scalars(select(Asset).where(Asset.id.in_({r.asset_id for r in rows.values()})))
+            if a.status == Status.INDEXED
+        }
+    rows = {i: r for i, r in rows.items() if r.asset_id in assets}
+    hits = [
+        Hit(i, rows[i].asset_id, s, rows[i].t_start, rows[i].t_end, rows[i].t_best)
+        for i, s in pairs
+        if i in rows
+    ]
+    return hits, assets
+
+
+def allowed_units(library: Library, conditions: list[ColumnElement[bool]]) -> np.ndarray:
+    """Ids (int64, ascending) of the indexed units whose asset matches every condition."""
+    with library.Session() as s:
+        return np.fromiter(s.scalars(indexed_units(*conditions)), dtype=np.int64)
+
+
+def item_unit_ids(library: Library, asset_id: int) -> np.ndarray:
+    """The units of an indexed item (its image, or its video's segments); ItemNotFound otherwise."""
+    ids = allowed_units(library, [Asset.id == asset_id])
+    if not len(ids):
+        raise ItemNotFound(f"no indexed item with id {asset_id}")
+    return ids
+
+
+def get_item(library: Library, asset_id: int) -> tuple[Asset, list[Unit]]:
+    """An item with its units in time order (any status: a failed item says why)."""
+    with library.Session() as s:
+        asset = s.get(Asset, asset_id)
+        if asset is None:
+            raise ItemNotFound(f"no item with id {asset_id}")
+        units = list(s.scalars(select(Unit).where(Unit.asset_id == asset_id).order_by(Unit.t_start, Unit.id)))
+        return asset, units
+
+
+def get_unit(library: Library, unit_id: int) -> Unit:
+    with library.Session() as s:
+        unit = s.get(Unit, unit_id)
+        if unit is None:
+            raise ItemNotFound(f"no unit with id {unit_id}")
+        return unit
+
+
+def indexed_unit(library: Library, unit_id: int) -> Unit:
+    """A unit of an indexed item (a query may use it as its example); ItemNotFound otherwise."""
+    with library.Session() as s:
+        unit = s.scalar(select(Unit).join(Asset).where(Unit.id == unit_id, Asset.status == Status.INDEXED))
+    if unit is None:
+        raise ItemNotFound(f"no indexed unit with id {unit_id}")
+    return unit
+
+
+def library_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
+    """Counts by kind, failures, model, index, facets and the last run (``GET /v1/stats``)."""
+    with library.Session() as s:
+        by_kind = dict(
+            s.execute(
+                select(Asset.kind, func.count()).where(Asset.status == Status.INDEXED).group_by(Asset.kind)
+            ).all()
+        )
+        failed = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == Status.FAILED)) or 0
+        last = s.scalar(select(IndexRun).order_by(IndexRun.id.desc()).limit(1))
+        categories = list(
+            s.scalars(
+                select(Asset.category).where(Asset.category.is_not(None)).distinct().order_by(Asset.category)
+            )
+        )
+        price = s.execute(select(func.min(Asset.price), func.max(Asset.price))).one()
+    info = library.model_info()
+    return {
+        "items": {kind.value: by_kind.get(kind, 0) for kind in Kind},
+        "failed": failed,
+        "units": len(snapshot.index),
+        "model": None
+        if info is None
+        else {"name": info.model_name, "pretrained": info.pretrained, "dim": info.dim},
+        "index": {"type": "flat-ip (exact)", "size": len(snapshot.index), "version": snapshot.version},
+        "facets": {"categories": categories, "price": {"min": price[0], "max": price[1]}},
+        "last_run": None
+        if last is None
+        else {
+            "status": last.status,
+            "started_at": last.started_at.isoformat() if last.started_at else None,
+            "finished_at": last.finished_at.isoformat() if last.finished_at else None,
+            "indexed": last.indexed,
+            "unchanged": last.unchanged,
+            "removed": last.removed,
+            "failed": last.failed,
+        },
+    }
