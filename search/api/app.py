@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import anyio
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from glimpse.core.settings import Settings
 from glimpse.search.api.deps import require_api_key
@@ -65,7 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await anyio.to_thread.run_sync(service.close)
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files installed with the package (fastapi-offline), not a CDN:
+    # /docs works on a machine without internet, as the offline demo promises.
+    app = FastAPIOffline(
         title="Glimpse search API",
         version=_version(),
         description=DESCRIPTION,
