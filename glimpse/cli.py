@@ -336,9 +336,15 @@ def demo(
 
     let_idle_openmp_threads_sleep()  # before torch and FAISS load
     from glimpse.core.library import LibraryBusy, ModelMismatch
-    from glimpse.demo import build_demo_library, serve_demo
+    from glimpse.demo import PortTaken, build_demo_library, check_port_free, serve_demo
 
     s = settings()
+    if serve_after:  # before minutes of indexing, not after
+        try:
+            check_port_free(port, "the search API")
+            check_port_free(ui_port, "the web UI")
+        except PortTaken as exc:
+            raise fail(str(exc)) from None
     err.print(f"building the demo library in {s.data_dir.resolve()} (model glimpse-demo, offline)...")
     try:
         built = build_demo_library(s, items=items, videos=videos)
@@ -347,7 +353,10 @@ def demo(
     _print_summary({**built.summary.as_dict(), "manifest": None})
     out.print(f"catalogue fields attached to {built.manifest_rows} items from {built.manifest}")
     if serve_after:
-        raise typer.Exit(serve_demo(s, port, ui_port))
+        try:
+            raise typer.Exit(serve_demo(s, port, ui_port))
+        except PortTaken as exc:
+            raise fail(str(exc)) from None
 
 
 app.command("train")(train_command)

@@ -4,6 +4,8 @@ shipped `glimpse-demo` model, then served by the API and the web UI."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,40 +52,84 @@ def build_demo_library(settings: Settings, items: int = 120, videos: int = 3, se
     return DemoLibrary(media, manifest, summary, report.updated)
 
 
+class PortTaken(RuntimeError):
+    """Something else already listens on a port the demo needs."""
+
+
+def check_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    """Raise PortTaken, naming ``what`` needs the port, when anything listens on it already: an
+    earlier demo's server would otherwise answer the readiness check in place of the new one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortTaken(
+                f"port {port} ({what}) is already in use on {host}, perhaps by an earlier "
+                f"`glimpse demo` still running; stop it (e.g. `fuser -k {port}/tcp`) or pick "
+                "another port (--port / --ui-port)"
+            ) from None
+
+
 def serve_demo(settings: Settings, port: int, ui_port: int) -> int:
-    """Run `glimpse serve` and `glimpse ui` side by side until Ctrl-C; returns an exit code."""
+    """Run `glimpse serve` and `glimpse ui` side by side until Ctrl-C or a termination signal;
+    returns an exit code. Both children stop with this process: SIGTERM, SIGHUP and SIGINT end
+    the wait, and the children are terminated (then killed) before this returns.
+    Raises PortTaken before starting anything when a port is in use."""
+    check_port_free(port, "the search API")
+    check_port_free(ui_port, "the web UI")
     env = {**os.environ, "GLIMPSE_DATA_DIR": str(settings.data_dir.resolve())}
     if settings.database_url:
         env["GLIMPSE_DATABASE_URL"] = settings.database_url
     api_url = f"http://127.0.0.1:{port}"
     env["GLIMPSE_API_URL"] = api_url
     glimpse = [sys.executable, "-m", "glimpse"]
-    api = subprocess.Popen([*glimpse, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-    ui = None
+    children: list[subprocess.Popen[bytes]] = []
+    previous = {sig: signal.signal(sig, _stop_waiting) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        api = subprocess.Popen([*glimpse, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+        children.append(api)
         if not _wait_healthy(f"{api_url}/readyz", api, timeout=120):
             print("error: the API did not become ready; see its log above", file=sys.stderr)
             return 1
         ui = subprocess.Popen(
             [*glimpse, "ui", "--host", "127.0.0.1", "--port", str(ui_port), "--api-url", api_url], env=env
         )
+        children.append(ui)
         print(
-            f"\n  Search API:  {api_url}/docs\n  Web UI:      http://127.0.0.1:{ui_port}\n\n  Ctrl-C stops both.\n",
+            f"\n  Search API:  {api_url}/docs\n  Web UI:      http://127.0.0.1:{ui_port}\n\n"
+            "  Ctrl-C stops both.\n",
             flush=True,
         )
-        while api.poll() is None and ui.poll() is None:
+        while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        return api.returncode or (ui.returncode if ui else 0) or 0
-    except KeyboardInterrupt:
+        return next((child.returncode for child in children if child.returncode), 0)
+    except (KeyboardInterrupt, _Stopped):
         return 0
     finally:
-        for proc in (ui, api):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_all(children)
+
+
+class _Stopped(Exception):
+    """A termination signal arrived while the demo was serving."""
+
+
+def _stop_waiting(signum: int, _frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
