@@ -1,6 +1,9 @@
 # Everything a fresh machine needs is installed by `make install`, which `make demo` and
-# `make test` run first. PYTHON must be 3.10+; TORCH pins the build (the machines this project
-# is developed on have these wheels on disk; elsewhere pip downloads them).
+# `make test` run first. PYTHON must be 3.11+; TORCH pins the build (the machines this project
+# is developed on have these wheels on disk; elsewhere pip downloads them). PyPI's default Linux
+# torch is a CUDA build (~4 GB with its CUDA libraries); on a machine without an NVIDIA GPU,
+#   make install TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+# installs PyTorch's CPU-only build (~0.7 GB) instead.
 PYTHON ?= python3.11
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV ?= .venv
@@ -10,12 +13,19 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
+# Progress is shown (pip's own lines and bars): the first install takes minutes.
+PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
+
 $(VENV)/.installed: pyproject.toml Makefile
+	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(PIP) install --quiet --upgrade pip
+	@echo "==> installing PyTorch: $(TORCH) (the first time: a large download unless cached)"
+	$(PIP) install $(TORCH)
+	@echo "==> installing Glimpse and its dependencies"
+	$(PIP) install -e '.[dev,postgres]'
 	touch $@
+	@echo "==> installed into $(VENV)"
 
 demo: install
 	$(BIN)/glimpse demo

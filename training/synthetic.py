@@ -325,9 +325,11 @@ def _catalogue_item(seed: int, index: int, image_size: int, out_dir: Path) -> Ca
     sku = f"GL{seed:03d}-{index:05d}"
     relative = f"images/{sku}.jpg"
     _save(render(scene, image_size), out_dir / relative)
-    title = f"{scene.size.capitalize()} {scene.colour} {scene.shape} {kind}"
+    # "Small blue ring", not "Small blue ring ring": a shape that is its own product is named once.
+    product = scene.shape if kind == scene.shape else f"{scene.shape} {kind}"
+    title = f"{scene.size.capitalize()} {scene.colour} {product}"
     description = (
-        f"{_with_article(f'{scene.size} {scene.colour} {scene.shape}').capitalize()} {kind}, "
+        f"{_with_article(f'{scene.size} {scene.colour} {product}').capitalize()}, "
         f"shown on a {scene.background} background."
     )
     price = rng.randint(2, 120) - 0.01

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import random
 from pathlib import Path
 
@@ -122,3 +123,13 @@ def test_videos_are_h264_and_show_each_segments_colour_at_its_time(tmp_path: Pat
         assert 0.6 * expected < _share_of_colour(frame, scene.colour) < 1.4 * expected, caption
     assert [v.path.name for v in make_videos(tmp_path / "again", seed=4, count=1)] == [video.path.name]
     assert make_videos(tmp_path / "again2", seed=4, count=1)[0].segments == video.segments
+
+
+def test_no_product_title_or_description_repeats_a_word(tmp_path: Path) -> None:
+    catalogue = make_catalogue(tmp_path, 60, seed=7, image_size=32)
+    shapes = {item.scene.shape for item in catalogue.items}
+    assert "ring" in shapes  # the shape that is its own product ("ring ring" before)
+    for item in catalogue.items:
+        for text in (item.title, item.description):
+            words = text.lower().replace(",", "").split()
+            assert all(a != b for a, b in itertools.pairwise(words)), text
