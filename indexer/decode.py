@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,40 @@ def lower_priority(niceness: int = DECODER_NICENESS) -> None:
     """Make the calling decode worker process yield the CPU to the model; best effort."""
     with contextlib.suppress(AttributeError, OSError):  # no nice() here, or not permitted
         os.nice(max(0, niceness - os.nice(0)))
+
+
+def init_worker(owner_pid: int) -> None:
+    """Initialise a decode worker process: below the model's priority, and gone with its owner.
+
+    Workers are forked by multiprocessing's forkserver, not by the indexer, and each holds both
+    ends of its own task pipe, so an indexer that dies (SIGKILL, a test process ending with a
+    pool still open) would leave them blocked forever, and the forkserver with them (it lives
+    while any child holds its alive pipe). A daemon thread waits for the owner to exit (a pidfd
+    on Linux, else a poll each second) and ends the worker.
+    """
+    lower_priority()
+    threading.Thread(target=_exit_with, args=(owner_pid,), name="owner-watch", daemon=True).start()
+
+
+def _exit_with(owner_pid: int) -> None:
+    try:
+        fd = os.pidfd_open(owner_pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or the owner is gone already
+        while _alive(owner_pid):
+            time.sleep(1.0)
+    else:
+        select.select([fd], [], [])  # readable once the process has exited
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def lower_thread_priority(niceness: int = DECODER_NICENESS) -> None:

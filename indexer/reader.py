@@ -26,7 +26,7 @@ from glimpse.indexer.decode import (
     VideoDone,
     VideoFrames,
     decode_image_file,
-    lower_priority,
+    init_worker,
     lower_thread_priority,
     video_frames,
 )
@@ -166,7 +166,9 @@ def drain(q: queue.Queue[Decoded | Stop | Failure]) -> None:
 
 
 def decode_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=lower_priority)
+    return ProcessPoolExecutor(
+        workers, mp_context=_mp_context(), initializer=init_worker, initargs=(os.getpid(),)
+    )
 
 
 def _mp_context() -> BaseContext:
