@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     query_cache_size: int = Field(default=1024, ge=0)
+    full_paths: bool = Field(
+        default=False,
+        description="show clients full server paths instead of paths relative to their media folder",
+    )
     pack_text_weights: bool = Field(
         default=True, description="query service on CPU: oneDNN-packed copy of the text tower"
     )

@@ -234,6 +234,7 @@ def search(
     from glimpse.search.embedding import QueryEmbedder
     from glimpse.search.engine import SearchEngine
     from glimpse.search.moments import format_timestamp
+    from glimpse.search.paths import PathDisplay
     from glimpse.search.query import Media, QueryError, SearchQuery
 
     if media not in set(Media):
@@ -255,9 +256,11 @@ def search(
     except QueryError as exc:
         raise fail(str(exc)) from None
     if as_json:
+        # What the API shows: paths relative to their media folder (GLIMPSE_FULL_PATHS for all).
+        paths = PathDisplay(library.media_roots(), full=s.full_paths)
         rows = []
         for r in page.results:
-            row: dict[str, Any] = {"id": r.id, "path": r.path, "kind": r.kind, "score": r.score}
+            row: dict[str, Any] = {"id": r.id, "path": paths.show(r.path), "kind": r.kind, "score": r.score}
             if r.title:
                 row["title"] = r.title
             if r.kind == Kind.VIDEO:

@@ -82,3 +82,5 @@ def test_the_cli_builds_the_demo_without_serving_and_a_search_finds_products(tmp
     assert found.returncode == 0, found.stderr
     results = json.loads(found.stdout)["results"]
     assert len(results) == 3 and all(r["kind"] == "image" for r in results)
+    # The CLI's JSON shows paths as the API does: from the media folder, not the server's root.
+    assert all(r["path"].startswith("demo-media/catalogue/") for r in results), results

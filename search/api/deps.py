@@ -21,6 +21,7 @@ from glimpse.search.api.errors import ApiError
 from glimpse.search.api.service import LibraryEmpty, SearchService
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
+from glimpse.search.paths import PathDisplay
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from GLIMPSE_API_KEYS.")
 _api_key_header = APIKeyHeader(
@@ -69,7 +70,12 @@ async def get_query_engine(
     return service.engine
 
 
+async def get_path_display(service: ServiceDep) -> PathDisplay:
+    return service.path_display()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PathsDep = Annotated[PathDisplay, Depends(get_path_display)]
 LibraryDep = Annotated[Library, Depends(get_library)]
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
 QueryEngineDep = Annotated[SearchEngine, Depends(get_query_engine)]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from glimpse.search.api.schemas import ResultOut, SearchResponse
 from glimpse.search.engine import SearchEngine
+from glimpse.search.paths import PathDisplay
 from glimpse.search.query import OFFSET_MAX, SearchQuery, encode_cursor
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ def run_search(
     engine: SearchEngine,
     query: SearchQuery,
     url_prefix: str,
+    paths: PathDisplay,
     *,
     image: Image.Image | None = None,
     exclude_items: tuple[int, ...] = (),
@@ -36,7 +38,7 @@ def run_search(
     if page.next_offset is not None and page.next_offset <= OFFSET_MAX:
         nxt = encode_cursor(page.next_offset, query.fingerprint(**context))
     return SearchResponse(
-        results=[ResultOut.build(r, url_prefix) for r in page.results],
+        results=[ResultOut.build(r, url_prefix, paths) for r in page.results],
         next=nxt,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )

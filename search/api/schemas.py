@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 
 from glimpse.core.catalogue import Asset, Unit
 from glimpse.search.engine import Result
+from glimpse.search.paths import PathDisplay
 from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery
 
 
@@ -60,7 +61,10 @@ class ResultOut(BaseModel):
     id: int = Field(description="The item (asset) id: an image, or the video a moment belongs to.")
     unit_id: int = Field(description="The matching image or video segment (its thumbnail shows the hit).")
     kind: str
-    path: str
+    path: str = Field(
+        description="The file, relative to the media folder it was indexed from (its name first); "
+        "the server's full path when GLIMPSE_FULL_PATHS=true."
+    )
     title: str | None = None
     score: float = Field(description="Cosine similarity to the query (higher is closer).")
     media_url: str
@@ -73,13 +77,14 @@ class ResultOut(BaseModel):
     height: int | None = None
 
     @classmethod
-    def build(cls, result: Result, prefix: str) -> ResultOut:
+    def build(cls, result: Result, prefix: str, paths: PathDisplay) -> ResultOut:
         """The JSON of an engine result; links start at ``prefix`` (where the API is mounted)."""
-        links = {
+        shown = {
+            "path": paths.show(result.path),
             "media_url": f"{prefix}/v1/media/{result.id}",
             "thumbnail_url": f"{prefix}/v1/thumbnails/{result.unit_id}",
         }
-        return cls.model_validate({**vars(result), **links})
+        return cls.model_validate({**vars(result), **shown})
 
 
 class SearchResponse(BaseModel):
@@ -92,7 +97,7 @@ class SearchResponse(BaseModel):
                             "id": 7,
                             "unit_id": 7,
                             "kind": "image",
-                            "path": "/photos/dress.jpg",
+                            "path": "photos/dress.jpg",
                             "title": "Red summer dress",
                             "score": 0.31,
                             "media_url": "/v1/media/7",
@@ -108,7 +113,7 @@ class SearchResponse(BaseModel):
                             "id": 12,
                             "unit_id": 95,
                             "kind": "video",
-                            "path": "/archive/dock.mp4",
+                            "path": "archive/dock.mp4",
                             "title": None,
                             "score": 0.27,
                             "media_url": "/v1/media/12",
@@ -176,7 +181,7 @@ class ItemOut(BaseModel):
     units: list[UnitOut] = Field(description="The image, or the video's segments in time order.")
 
     @classmethod
-    def build(cls, asset: Asset, units: list[Unit], prefix: str) -> ItemOut:
+    def build(cls, asset: Asset, units: list[Unit], prefix: str, paths: PathDisplay) -> ItemOut:
         """The JSON of a catalogue item: its columns by name, extra manifest fields as ``metadata``."""
         unit_rows = [UnitOut.build(u, prefix) for u in units]
         columns = {
@@ -185,6 +190,7 @@ class ItemOut(BaseModel):
         return cls.model_validate(
             {
                 **columns,
+                "path": paths.show(asset.path),
                 "indexed_at": asset.indexed_at.isoformat() if asset.indexed_at else None,
                 "metadata": dict(asset.extra or {}),
                 "media_url": f"{prefix}/v1/media/{asset.id}",

@@ -20,6 +20,7 @@ from glimpse.core.settings import Settings
 from glimpse.search.batching import SearchBatcher, TextBatcher, use_blas_for_query_batches
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
+from glimpse.search.paths import PathDisplay
 
 
 class LibraryEmpty(RuntimeError):
@@ -33,6 +34,7 @@ class SearchService:
         self._batching = batching
         self._model_lock = threading.Lock()
         self._agrees: dict[int, bool] = {}  # index version -> matched the catalogue when checked
+        self._paths: tuple[int, PathDisplay] | None = None  # for an index version
         self.search_batcher = SearchBatcher() if batching else None
         if batching:
             use_blas_for_query_batches()
@@ -66,6 +68,15 @@ class SearchService:
                     "run `glimpse index PATH` first"
                 )
             return self._use_model(ref)
+
+    def path_display(self) -> PathDisplay:
+        """How paths are shown to clients; media folders are re-read when the index changes
+        (an indexer run that added a folder published a new version)."""
+        version = self.engine.snapshot.version
+        if self._paths is None or self._paths[0] != version:
+            roots = self.library.media_roots()
+            self._paths = (version, PathDisplay(roots, full=self.settings.full_paths))
+        return self._paths[1]
 
     @property
     def model_ref(self) -> ModelRef | None:

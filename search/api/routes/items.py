@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from glimpse.search import reads
-from glimpse.search.api.deps import EngineDep, LibraryDep, UrlPrefixDep
+from glimpse.search.api.deps import EngineDep, LibraryDep, PathsDep, UrlPrefixDep
 from glimpse.search.api.errors import ApiError
 from glimpse.search.api.querying import run_search
 from glimpse.search.api.schemas import ErrorResponse, ItemOut, SearchResponse, SimilarParams
@@ -23,9 +23,9 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, responses=_NOT_FOUND, summary="An item, all fields")
-def get_item(item_id: ItemId, library: LibraryDep, prefix: UrlPrefixDep) -> ItemOut:
+def get_item(item_id: ItemId, library: LibraryDep, prefix: UrlPrefixDep, paths: PathsDep) -> ItemOut:
     asset, units = reads.get_item(library, item_id)
-    return ItemOut.build(asset, units, prefix)
+    return ItemOut.build(asset, units, prefix, paths)
 
 
 @router.get(
@@ -40,6 +40,7 @@ def similar(
     engine: EngineDep,
     library: LibraryDep,
     prefix: UrlPrefixDep,
+    paths: PathsDep,
 ) -> SearchResponse:
     """Items closest to this one (a video: the mean of its segments; with `unit_id`, that segment
     alone), the item itself left out."""
@@ -49,4 +50,4 @@ def similar(
         if reads.get_unit(library, params.unit_id).asset_id != item_id:
             raise ApiError(404, "not_found", f"unit {params.unit_id} is not part of item {item_id}")
         query = params.to_query(unit_id=params.unit_id)
-    return run_search(engine, query, prefix, exclude_items=(item_id,))
+    return run_search(engine, query, prefix, paths, exclude_items=(item_id,))

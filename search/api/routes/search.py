@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query
 
-from glimpse.search.api.deps import QueryEngineDep, SettingsDep, UrlPrefixDep
+from glimpse.search.api.deps import PathsDep, QueryEngineDep, SettingsDep, UrlPrefixDep
 from glimpse.search.api.errors import ApiError
 from glimpse.search.api.querying import run_search
 from glimpse.search.api.schemas import ErrorResponse, ImageSearchForm, SearchResponse
@@ -31,16 +31,18 @@ _SEARCH_ERRORS: dict[int | str, dict[str, Any]] = {
     "/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, summary="Search (query string)"
 )
 def search_get(
-    params: Annotated[FlatQuery, Query()], engine: QueryEngineDep, prefix: UrlPrefixDep
+    params: Annotated[FlatQuery, Query()], engine: QueryEngineDep, prefix: UrlPrefixDep, paths: PathsDep
 ) -> SearchResponse:
     """`filters` is a JSON object in a string; `category` (repeatable), `price_min` and `price_max`
     are shortcuts merged into it. An example (`image_id`, `unit_id`) is never returned itself."""
-    return run_search(engine, params.to_query(), prefix)
+    return run_search(engine, params.to_query(), prefix, paths)
 
 
 @router.post("/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, summary="Search (JSON body)")
-def search_post(body: SearchQuery, engine: QueryEngineDep, prefix: UrlPrefixDep) -> SearchResponse:
-    return run_search(engine, body, prefix)
+def search_post(
+    body: SearchQuery, engine: QueryEngineDep, prefix: UrlPrefixDep, paths: PathsDep
+) -> SearchResponse:
+    return run_search(engine, body, prefix, paths)
 
 
 @router.post(
@@ -60,6 +62,7 @@ def search_image(
     engine: QueryEngineDep,
     settings: SettingsDep,
     prefix: UrlPrefixDep,
+    paths: PathsDep,
 ) -> SearchResponse:
     """Multipart: the image in `file`. Every other field of `GET /v1/search` (`q`, `k`, `filters`,
     `cursor`...) may come in the query string or as a form field, not both."""
@@ -68,7 +71,7 @@ def search_image(
     flat = _merge(params, FlatQuery(**form.model_dump(exclude={"file"}, exclude_unset=True)))
     identity = {"upload": hashlib.blake2b(data, digest_size=16).hexdigest()}
     image = decode_upload(data, settings.max_image_pixels, form.file.filename)
-    return run_search(engine, flat.to_query(), prefix, image=image, identity=identity, started=started)
+    return run_search(engine, flat.to_query(), prefix, paths, image=image, identity=identity, started=started)
 
 
 def _merge(from_url: FlatQuery, from_form: FlatQuery) -> FlatQuery:

@@ -41,7 +41,8 @@ def test_item_has_all_catalogue_fields_and_its_unit(client, served):
         "shoes",
         price(23),
     )
-    assert body["path"] == str(served.catalogue.photos.resolve() / "item-23.jpg")
+    # Relative to the media folder it was indexed from: clients never see the server's disk.
+    assert body["path"] == "photos/item-23.jpg"
     assert body["width"] == 96 + 23 % 7 and body["height"] == 72
     assert body["media_url"] == f"/v1/media/{item_id}"
     assert len(body["units"]) == 1 and body["thumbnail_url"] == body["units"][0]["thumbnail_url"]
@@ -261,3 +262,19 @@ def test_resolve_inside_compares_whole_components(tmp_path):
     with pytest.raises(ApiError) as err:
         resolve_inside(root / "missing.jpg", [root])
     assert err.value.status == 404
+
+
+def test_paths_are_relative_to_their_media_folder_everywhere_unless_full_paths_is_set(served):
+    item_id = served.ids["item-23.jpg"]
+    absolute = str(served.catalogue.photos.resolve() / "item-23.jpg")
+    for full, expected in ((False, "photos/item-23.jpg"), (True, absolute)):
+        settings = served.settings.model_copy(update={"full_paths": full})
+        with TestClient(create_app(settings)) as c:
+            item = c.get(f"/v1/items/{item_id}").json()
+            hits = c.get("/v1/search", params={"q": "a shirt", "k": 200, "media": "image"}).json()["results"]
+            similar = c.get(f"/v1/items/{item_id}/similar", params={"k": 200}).json()["results"]
+        assert item["path"] == expected
+        shown = [h["path"] for h in hits + similar]
+        assert expected in shown
+        assert all(p.startswith("/") for p in shown) is full
+        assert all(p.startswith(("photos/", "clips/")) for p in shown) is not full
