@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     query_cache_size: int = Field(default=1024, ge=0)
+    media_link_seconds: int = Field(
+        default=3600, ge=10, le=7 * 24 * 3600, description="lifetime of signed media links"
+    )
+    media_link_secret: SecretStr | None = Field(
+        default=None, description="key that signs media links (default: derived from the API keys)"
+    )
     full_paths: bool = Field(
         default=False,
         description="show clients full server paths instead of paths relative to their media folder",

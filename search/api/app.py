@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from glimpse.core.settings import Settings
-from glimpse.search.api.deps import require_api_key
+from glimpse.search.api.deps import require_api_key, require_key_or_media_link
 from glimpse.search.api.errors import install_error_handlers
 from glimpse.search.api.limits import BodyLimitMiddleware
 from glimpse.search.api.routes import embed, health, items, media, search, stats
@@ -95,4 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (search, items, media, embed, stats):
         v1.include_router(module.router)
     app.include_router(v1)
+    files = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(require_key_or_media_link)],
+        responses={
+            401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
+            403: {"model": ErrorResponse, "description": "Invalid or expired media link"},
+        },
+    )
+    files.include_router(media.files_router)
+    app.include_router(files)
     return app

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
 from glimpse.search.api.errors import ApiError
+from glimpse.search.api.links import link_secret, verify
 from glimpse.search.api.service import LibraryEmpty, SearchService
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
@@ -109,6 +110,28 @@ async def require_api_key(
         else "invalid API key",
         headers={"WWW-Authenticate": 'Bearer realm="glimpse"'},
     )
+
+
+async def require_key_or_media_link(
+    request: Request,
+    service: ServiceDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    """For an item's file: an API key, or a signed link to this item that has not expired
+    (``?expires=...&token=...`` from ``GET /v1/media/{id}/link``)."""
+    secret = link_secret(service.settings)
+    token, expires = request.query_params.get("token"), request.query_params.get("expires")
+    item = request.path_params.get("item_id")
+    if secret is not None and token is not None and expires is not None and item is not None:
+        try:
+            valid = verify(secret, int(item), int(expires), token)
+        except ValueError:
+            valid = False
+        if valid:
+            return
+        raise ApiError(403, "invalid_link", "the media link is invalid or has expired: ask for a new one")
+    await require_api_key(service, bearer, api_key)
 
 
 def key_matches(given: str, keys: list[str]) -> bool:

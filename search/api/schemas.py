@@ -200,6 +200,11 @@ class ItemOut(BaseModel):
         )
 
 
+class MediaLinkOut(BaseModel):
+    url: str = Field(description="Where the browser fetches the file (relative to the API's address).")
+    expires_at: str | None = Field(description="When the link stops working (ISO 8601); null: never.")
+
+
 class ModelOut(BaseModel):
     name: str
     pretrained: str | None = None

@@ -32,7 +32,8 @@ def _v1_routes(c: TestClient) -> list[tuple[str, str]]:
 
 def test_every_v1_route_needs_a_key(keyed):
     routes = _v1_routes(keyed)
-    assert len(routes) == 9  # search GET+POST, search/image, item, similar, media, thumbnail, embed, stats
+    # search GET+POST, search/image, item, similar, media, media link, thumbnail, embed, stats
+    assert len(routes) == 10
     for method, url in routes:
         r = keyed.request(method, url)
         err = assert_error(r, 401, "unauthorized")
