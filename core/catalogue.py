@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ColumnElement,
     DateTime,
     Float,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    false,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -111,6 +113,9 @@ class Unit(Base):
     t_end: Mapped[float | None] = mapped_column(Float)
     t_best: Mapped[float | None] = mapped_column(Float)
     thumbnail: Mapped[str | None] = mapped_column(String(1000))
+    # A detected cut comes right before this segment: a moment ends there unless the query keeps
+    # matching on both sides (search/moments.py).
+    shot_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     asset: Mapped[Asset] = relationship(back_populates="units")
 

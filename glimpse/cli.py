@@ -224,16 +224,29 @@ def search(
     image: Annotated[Path | None, typer.Option(help="An example image file to search with.")] = None,
     negative: Annotated[str | None, typer.Option("--not", help="Move away from this text.")] = None,
     media: Annotated[str, typer.Option(help="all | image | video")] = "all",
+    then: Annotated[
+        list[str] | None,
+        typer.Option(help="A sequence: what must follow QUERY in the same video (repeat for more steps)."),
+    ] = None,
+    within: Annotated[
+        float, typer.Option(min=0.1, help="Of a sequence: the longest gap between steps, in seconds.")
+    ] = 30.0,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Search the library with natural language and/or an example image."""
+    """Search the library with natural language and/or an example image.
+
+    A sequence query finds videos where one thing follows another:
+    glimpse search "a red circle" --then "a blue square" --within 30
+    """
+    from pydantic import ValidationError
+
     from glimpse.core.media import ImageDecodeError, open_image
     from glimpse.search import reads
     from glimpse.search.embedding import QueryEmbedder
     from glimpse.search.engine import SearchEngine
-    from glimpse.search.moments import format_timestamp
+    from glimpse.search.moments import format_span
     from glimpse.search.paths import PathDisplay
     from glimpse.search.query import Media, QueryError, SearchQuery
 
@@ -252,9 +265,12 @@ def search(
         except (ImageDecodeError, OSError) as exc:
             raise fail(f"{image}: {exc}") from None
     try:
-        page = engine.search(SearchQuery(q=query, negative=negative, media=Media(media), k=k), image=example)
+        q = SearchQuery(q=query, negative=negative, media=Media(media), k=k, then=then or [], within=within)
+        page = engine.search(q, image=example)
     except QueryError as exc:
         raise fail(str(exc)) from None
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
     if as_json:
         # What the API shows: paths relative to their media folder (GLIMPSE_FULL_PATHS for all).
         paths = PathDisplay(library.media_roots(), full=s.full_paths)
@@ -271,6 +287,8 @@ def search(
                     best_time=r.best_time,
                     thumbnail=str(library.root / thumb) if thumb else None,
                 )
+                if r.steps:
+                    row["steps"] = r.steps
             rows.append(row)
         print(json.dumps({"results": rows}, indent=2))
         return
@@ -282,8 +300,10 @@ def search(
     table.add_column("item")
     for r in page.results:
         where = r.path
-        if r.start is not None and r.end is not None:
-            where += f" @ {format_timestamp(r.start)}–{format_timestamp(r.end)}"
+        if r.steps:
+            where += " @ " + " then ".join(format_span(s["start"], s["end"]) for s in r.steps)
+        elif r.start is not None and r.end is not None:
+            where += f" @ {format_span(r.start, r.end)}"
         if r.title:
             where = f"{r.title}  [dim]{where}[/]"
         table.add_row(f"{r.score:.3f}", where)

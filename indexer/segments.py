@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class Segment:
     t_best: float
     vector: np.ndarray  # float32, unit length
     member_indices: tuple[int, ...]
+    shot_start: bool = False  # its first frame follows a detected cut (moments keep cuts in mind)
 
 
 def collapse_segments(
@@ -69,7 +70,10 @@ def collapse_segments(
         else:
             groups.append([index])
             total = vector.astype(np.float64)
-    return [_segment(group, groups, times, matrix, end_time, i) for i, group in enumerate(groups)]
+    segments = [_segment(group, groups, times, matrix, end_time, i) for i, group in enumerate(groups)]
+    if shot_starts is None:
+        return segments
+    return [replace(seg, shot_start=bool(shot_starts[seg.member_indices[0]])) for seg in segments]
 
 
 def _segment(

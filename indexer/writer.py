@@ -93,6 +93,7 @@ class NewUnit:
     t_best: float | None
     vector: np.ndarray
     thumbnail: bytes
+    shot_start: bool = False
 
 
 class CatalogueWriter:
@@ -137,7 +138,13 @@ class CatalogueWriter:
                 if isinstance(embedded.done, VideoDone) and embedded.done.warning:
                     summary.warnings.append((asset.path, embedded.done.warning))
                 for new in self.units_of(embedded):
-                    unit = Unit(asset=asset, t_start=new.t_start, t_end=new.t_end, t_best=new.t_best)
+                    unit = Unit(
+                        asset=asset,
+                        t_start=new.t_start,
+                        t_end=new.t_end,
+                        t_best=new.t_best,
+                        shot_start=new.shot_start,
+                    )
                     s.add(unit)
                     stored.append((unit, new))
             s.flush()
@@ -177,7 +184,14 @@ class CatalogueWriter:
             shot_starts=[embedded.shot_starts[i] for i in order],
         )
         return [
-            NewUnit(seg.t_start, seg.t_end, seg.t_best, seg.vector, thumbs[times.index(seg.t_best)])
+            NewUnit(
+                seg.t_start,
+                seg.t_end,
+                seg.t_best,
+                seg.vector,
+                thumbs[times.index(seg.t_best)],
+                seg.shot_start,
+            )
             for seg in segments
         ]
 

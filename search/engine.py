@@ -27,7 +27,7 @@ from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
-from glimpse.search.moments import merge_moments
+from glimpse.search.moments import Segment, SequenceMatch, fit_moments, sequences
 from glimpse.search.query import Media, QueryError, SearchQuery
 from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.snapshots import IndexHolder
@@ -35,11 +35,8 @@ from glimpse.search.snapshots import IndexHolder
 if TYPE_CHECKING:
     from PIL import Image
 
-# Hits closer than this (seconds) in the same video belong to one moment.
-MOMENT_GAP = 2.0
-# A neighbouring segment joins a moment only when it scores within this much (cosine) of the
-# moment's best hit; weaker neighbours are separate, lower-ranked moments.
-MOMENT_SCORE_MARGIN = 0.05
+# Sequence queries look for their videos among this many top units of each step.
+SEQUENCE_CANDIDATES = 256
 
 
 class ModelNotLoaded(RuntimeError):
@@ -80,6 +77,7 @@ class Result:
     best_time: float | None = None
     width: int | None = None
     height: int | None = None
+    steps: list[dict[str, Any]] | None = None  # a sequence query's moments, one per step
 
 
 @dataclass
@@ -174,7 +172,10 @@ class SearchEngine:
         started = time.perf_counter()
         offset = q.offset if offset is None else offset
         vector = self.query_vector(q, image)
-        results, more = self._ranked(vector, q, offset, exclude_items)
+        if q.then:
+            results, more = self._sequences(vector, q, offset, exclude_items)
+        else:
+            results, more = self._ranked(vector, q, offset, exclude_items)
         page = results[offset : offset + q.k]
         next_offset = offset + q.k if more or len(results) > offset + q.k else None
         return Page(page, next_offset, (time.perf_counter() - started) * 1000)
@@ -198,11 +199,12 @@ class SearchEngine:
         available = len(snapshot.index) if allowed is None else len(allowed)
         want = offset + q.k + 1
         fetch = min(available, max(want * 2, 32))
+        videos: dict[int, list[Segment]] = {}  # each video's segments, scored once per search
         while True:
             scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed)
             hits, assets = reads.read_hits(self.library, ids[0], scores[0], q.min_score)
             hits = [h for h in hits if h.asset_id not in skip_items and h.unit_id not in skip_units]
-            results = self._group(hits, assets)
+            results = self._group(hits, assets, vector, videos, skip_units)
             exhausted = fetch >= available or (
                 q.min_score is not None
                 and len(scores[0]) > 0
@@ -221,31 +223,121 @@ class SearchEngine:
             return None
         return reads.allowed_units(self.library, conditions)
 
-    def _group(self, hits: list[Hit], assets: dict[int, Asset]) -> list[Result]:
-        video_hits = [h for h in hits if assets[h.asset_id].kind == Kind.VIDEO]
-        moments = merge_moments(
-            video_hits,  # type: ignore[arg-type]  # a video's hits have their times
-            gap=MOMENT_GAP,
-            per_video=self.settings.moments_per_video,
-            margin=MOMENT_SCORE_MARGIN,
-        )
-        seen_images: set[int] = set()
+    def _group(
+        self,
+        hits: list[Hit],
+        assets: dict[int, Asset],
+        vector: np.ndarray,
+        videos: dict[int, list[Segment]],
+        skip_units: set[int],
+    ) -> list[Result]:
+        """Images as they are; each video among the hits as the moments fitted to the query over
+        all of its segments (search/moments.py), at most ``moments_per_video`` of them."""
         results: list[Result] = []
+        seen: set[int] = set()
         for h in hits:
+            if h.asset_id in seen:
+                continue
+            seen.add(h.asset_id)
             asset = assets[h.asset_id]
-            if asset.kind != Kind.VIDEO and h.asset_id not in seen_images:
-                seen_images.add(h.asset_id)
+            if asset.kind != Kind.VIDEO:
                 results.append(_result(asset, h.unit_id, h.score))
-        for m in moments:
-            asset = assets[m.asset_id]  # type: ignore[index]  # merge_moments keeps the hits' asset ids
-            results.append(
-                _result(asset, m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time)
+                continue
+            if asset.id not in videos:
+                videos[asset.id] = self._scored_segments(asset.id, vector[None, :])[0]
+            segments = [s for s in videos[asset.id] if s.unit_id not in skip_units]
+            fitted = fit_moments(
+                asset.id, segments, per_video=self.settings.moments_per_video, typical=self._typical(vector)
             )
+            for m in fitted:
+                results.append(
+                    _result(asset, m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time)
+                )
         results.sort(key=lambda r: (-r.score, r.id, r.start or 0.0))
         return results
 
+    def _typical(self, vector: np.ndarray) -> float | None:
+        """The query's median score over the library's background sample (None when empty)."""
+        background = self.index.background()
+        return float(np.median(background @ vector)) if len(background) else None
 
-def _result(asset: Asset, unit_id: int, score: float, **times: float | None) -> Result:
+    def _scored_segments(self, asset_id: int, vectors: np.ndarray) -> list[list[Segment]]:
+        """A video's segments in time order, scored against each of ``vectors`` (nq, D): one list
+        per query vector. Segments missing from the served index are left out."""
+        rows = reads.video_segments(self.library, asset_id)
+        index = self.snapshot.index
+        present = np.isin(np.array([r.unit_id for r in rows], dtype=np.int64), index.ids())
+        rows = [r for r, ok in zip(rows, present, strict=True) if ok]
+        if not rows:
+            return [[] for _ in vectors]
+        scores = index.vectors(np.array([r.unit_id for r in rows], dtype=np.int64)) @ vectors.T
+        return [
+            [
+                Segment(r.unit_id, r.t_start, r.t_end, r.t_best, float(scores[i, j]), r.shot_start)
+                for i, r in enumerate(rows)
+            ]
+            for j in range(len(vectors))
+        ]
+
+    # -- sequence queries ------------------------------------------------------------------------
+    def _sequences(
+        self, vector: np.ndarray, q: SearchQuery, offset: int, exclude_items: tuple[int, ...]
+    ) -> tuple[list[Result], bool]:
+        """ "A then B within N s": in videos among the top units of every step, the moments of each
+        step chained in order (search/moments.py ``sequences``), scored by their weakest step."""
+        steps = np.stack([vector, *(self._embedder().text(t) for t in q.then)])
+        video_q = q.model_copy(update={"media": Media.VIDEO})
+        allowed = self._allowed_units(video_q)
+        snapshot = self.snapshot
+        if allowed is not None and len(allowed) == 0:
+            return [], False
+        available = len(snapshot.index) if allowed is None else len(allowed)
+        fetch = min(available, SEQUENCE_CANDIDATES)
+        candidates: dict[int, Asset] = {}
+        for step in steps:
+            scores, ids = self.searcher.search(snapshot.index, step[None, :], fetch, allowed)
+            hits, assets = reads.read_hits(self.library, ids[0], scores[0], None)
+            for h in hits:
+                if assets[h.asset_id].kind == Kind.VIDEO and h.asset_id not in exclude_items:
+                    candidates.setdefault(h.asset_id, assets[h.asset_id])
+        typicals = [self._typical(step) for step in steps]
+        found: list[tuple[Asset, SequenceMatch]] = []
+        for asset_id, asset in candidates.items():
+            scored = self._scored_segments(asset_id, steps)
+            per_step = [
+                fit_moments(asset_id, segs, per_video=self.settings.moments_per_video, typical=typical)
+                for segs, typical in zip(scored, typicals, strict=True)
+            ]
+            chains = sequences(per_step, q.within)
+            found += [(asset, c) for c in chains[: self.settings.moments_per_video]]
+        found.sort(key=lambda f: (-f[1].score, f[0].id, f[1].start))
+        if q.min_score is not None:
+            found = [f for f in found if round(f[1].score, SCORE_DECIMALS) >= q.min_score]
+        results = [
+            _result(
+                asset,
+                chain.steps[0].unit_id,
+                chain.score,
+                start=chain.start,
+                end=chain.end,
+                best_time=chain.steps[0].best_time,
+                steps=[
+                    {
+                        "start": m.start,
+                        "end": m.end,
+                        "best_time": m.best_time,
+                        "score": round(m.score, SCORE_DECIMALS),
+                        "unit_id": m.unit_id,
+                    }
+                    for m in chain.steps
+                ],
+            )
+            for asset, chain in found
+        ]
+        return results, len(results) > offset + q.k
+
+
+def _result(asset: Asset, unit_id: int, score: float, **extra: Any) -> Result:
     metadata = {
         k: v
         for k, v in {
@@ -270,5 +362,5 @@ def _result(asset: Asset, unit_id: int, score: float, **times: float | None) -> 
         metadata=metadata,
         width=asset.width,
         height=asset.height,
-        **times,
+        **extra,
     )

@@ -1,129 +1,195 @@
-"""Moments: hits from one video that touch in time become one result (start, end, best time).
+"""Moments: where in a video the query keeps matching, with boundaries fitted to the query.
 
-An analyst searching an archive wants "this video, 00:12:03-00:12:40", not forty hits on consecutive
-segments of the same scene. Hits of one video whose time ranges overlap, touch, or lie within `gap`
-seconds of each other merge; a moment scores as its best hit, starts playback at that hit's best time,
-and each video contributes at most `per_video` moments (its best ones).
+An analyst asking for "a blue square" in a video that shows one from 10 s to 20 s wants one moment,
+10-20 s: not two halves of the scene, and not the whole video. So a moment is not grown from the
+few hits an index search happened to return. For each video among the top hits, *every* segment
+of the video is scored against the query (the vectors are stored; a video has at most a few
+thousand segments), and a moment is a maximal run of consecutive segments whose score stays near
+the video's peak for this query:
+
+* **The band.** A segment belongs to a moment when its score is at least
+  ``peak - BAND * (peak - typical)``, where ``typical`` is what the query scores on unrelated
+  content: the median of its scores over a fixed background sample of the library (the engine
+  passes it; without it, the video's own median stands in, which is right only when the subject
+  fills less than half of the video). A segment showing the queried thing scores near the peak;
+  one that does not scores near ``typical``. The band adapts to the query and the library, so no
+  raw cosine threshold is assumed (raw CLIP scores are not comparable across queries). When the caller gives a ``floor`` (the calibrated relevance cutoff expressed in raw
+  score, see :mod:`glimpse.search.relevance`), segments below it never count, so a video that
+  does not show the thing at all gives no moment rather than its least bad stretch.
+* **Cuts.** A detected cut (a segment that starts a new shot) ends a moment unless the scores on
+  both sides stay high (within ``CUT_BAND * (peak - typical)`` of the peak): the same subject
+  filmed from two angles is one moment; a cut to something merely similar starts another.
+* **Scoring.** A moment scores as its best segment, whose time starts playback and whose frame is
+  its thumbnail; a video contributes at most ``per_video`` moments, its best.
+
+Sequence queries ("A then B within N s", :func:`sequences`) pair a moment for A with a later moment
+for B of the same video whose start follows A's end by at most N seconds.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+import numpy as np
+
+BAND = 0.5
+"""A segment is in a moment when it scores in the top half of the way from the video's median
+score to its peak (for this query)."""
+
+CUT_BAND = 0.25
+"""Across a detected cut, both neighbours must score in the top quarter of that way for the moment
+to continue."""
+
+FLAT_SPREAD = 1e-4
+"""Peak minus median below this (cosine): the video scores the same everywhere for this query, so
+it is one moment (a static shot), not noise split into pieces."""
 
 
-class TimedHit(Protocol):
-    """What a hit needs for merging: the video it belongs to, its time range and its score."""
+@dataclass(frozen=True)
+class Segment:
+    """One unit of a video, in time order, with its score for the query."""
 
-    asset_id: Hashable
-    t_start: float
+    unit_id: int
+    t_start: float  # seconds
     t_end: float
-    t_best: float
+    t_best: float  # the representative frame's time, t_start <= t_best <= t_end
     score: float
+    cut_before: bool = False  # a detected cut comes right before this segment
 
 
 @dataclass(frozen=True)
 class Moment:
-    """A stretch of one video. `best_hit` is the hit the score and `best_time` come from; `hits` are
-    all merged hits in time order."""
+    """A stretch of one video: ``start``..``end`` seconds, played from ``best_time``."""
 
     asset_id: Hashable
     start: float
     end: float
     best_time: float
-    score: float
-    best_hit: Any
-    hits: tuple[Any, ...]
+    score: float  # the best segment's
+    unit_id: int  # the best segment: its thumbnail shows the moment
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class SequenceMatch:
+    """Moments of one video in order, one per step of a sequence query ("A then B ...")."""
+
+    steps: tuple[Moment, ...]
 
     @property
-    def unit_id(self) -> Any:
-        """The best hit's ``unit_id`` (None for hits that have none): whose thumbnail to show."""
-        return getattr(self.best_hit, "unit_id", None)
+    def score(self) -> float:
+        """The weakest step's score: every step must match."""
+        return min(m.score for m in self.steps)
+
+    @property
+    def start(self) -> float:
+        return self.steps[0].start
+
+    @property
+    def end(self) -> float:
+        return self.steps[-1].end
 
 
-def merge_moments(
-    hits: Iterable[TimedHit], gap: float = 1.0, per_video: int = 3, margin: float | None = None
+def fit_moments(
+    asset_id: Hashable,
+    segments: Sequence[Segment],
+    *,
+    per_video: int = 3,
+    floor: float | None = None,
+    typical: float | None = None,
 ) -> list[Moment]:
-    """Merge each video's hits into moments; best first, at most `per_video` per video.
+    """The moments of one video for one query, best first (see the module for the method).
 
-    Two hits of a video merge when the later one starts no more than `gap` seconds after the moment
-    built so far ends (0: only overlapping or touching ranges merge; the default of 1 s matches the
-    default sampling interval, for hits that are single frames). Ties in score keep the earlier moment
-    first.
-
-    With ``margin``, a hit only extends a moment whose best score it is within ``margin`` of:
-    moments grow from the best hits outwards, so a weak neighbouring segment (fetched because the
-    search over-fetches) does not stretch a 3-second moment to the whole video.
+    ``segments`` are the video's units in time order (they tile the video); ``floor`` is the
+    lowest score that can count as a match at all; ``typical`` the query's score on unrelated
+    content (default: the video's median). Raises ValueError for unordered segments, bad
+    times or a ``per_video`` below 1.
     """
-    if not (gap >= 0 and math.isfinite(gap)):
-        raise ValueError(f"gap must be a finite number of seconds >= 0, got {gap!r}")
     if per_video < 1:
         raise ValueError(f"per_video must be at least 1, got {per_video!r}")
-    by_video: dict[Hashable, list[TimedHit]] = defaultdict(list)
-    for hit in hits:
-        _check(hit)
-        by_video[hit.asset_id].append(hit)
-    moments: list[Moment] = []
-    for video_hits in by_video.values():
-        merged = (
-            _merge_one_video(video_hits, gap) if margin is None else _grow_moments(video_hits, gap, margin)
-        )
-        merged.sort(key=lambda m: (-m.score, m.start))
-        moments.extend(merged[:per_video])
-    moments.sort(key=lambda m: -m.score)  # stable: equal scores keep their video's time order
-    return moments
-
-
-def _merge_one_video(hits: list[TimedHit], gap: float) -> list[Moment]:
-    ordered = sorted(hits, key=lambda h: (h.t_start, h.t_end))
-    groups: list[list[TimedHit]] = []
-    group_end = -math.inf
-    for hit in ordered:
-        if groups and hit.t_start <= group_end + gap:
-            groups[-1].append(hit)
-            group_end = max(group_end, hit.t_end)
+    _check(segments)
+    if not segments:
+        return []
+    scores = np.array([s.score for s in segments], dtype=np.float64)
+    peak = float(scores.max())
+    typical = float(np.median(scores)) if typical is None else min(typical, peak)
+    spread = peak - typical
+    if spread < FLAT_SPREAD:
+        keep = np.ones(len(segments), dtype=bool)
+        high = keep
+    else:
+        keep = scores >= peak - BAND * spread
+        high = scores >= peak - CUT_BAND * spread
+    if floor is not None:
+        keep &= scores >= floor
+    runs: list[list[int]] = []
+    for i in range(len(segments)):
+        if not keep[i]:
+            continue
+        joins = bool(runs) and runs[-1][-1] == i - 1
+        if joins and segments[i].cut_before and not (high[i - 1] and high[i]):
+            joins = False
+        if joins:
+            runs[-1].append(i)
         else:
-            groups.append([hit])
-            group_end = hit.t_end
-    return [_moment(group) for group in groups]
+            runs.append([i])
+    moments = [_moment(asset_id, [segments[i] for i in run]) for run in runs]
+    moments.sort(key=lambda m: (-m.score, m.start))
+    return moments[:per_video]
 
 
-def _grow_moments(hits: list[TimedHit], gap: float, margin: float) -> list[Moment]:
-    groups: list[list[TimedHit]] = []
-    for hit in sorted(hits, key=lambda h: (-h.score, h.t_start)):  # best first: seeds are peaks
-        for group in groups:
-            start, end = min(h.t_start for h in group), max(h.t_end for h in group)
-            near = hit.t_start <= end + gap and hit.t_end >= start - gap
-            if near and hit.score >= group[0].score - margin:
-                group.append(hit)
-                break
-        else:
-            groups.append([hit])
-    return [_moment(group) for group in groups]
+def sequences(steps: Sequence[Sequence[Moment]], within: float) -> list[SequenceMatch]:
+    """Chains of moments, one per step, in one video, each starting after the previous one ended
+    and at most ``within`` seconds later (moments of consecutive scenes touch: 0 s apart). For
+    each moment of the first step, the best chain that follows it; best chains first."""
+    if not (within >= 0 and math.isfinite(within)):
+        raise ValueError(f"within must be a finite number of seconds >= 0, got {within!r}")
+    if not steps:
+        return []
+    chains = [SequenceMatch((m,)) for m in steps[0]]
+    for candidates in steps[1:]:
+        extended = []
+        for chain in chains:
+            last = chain.steps[-1]
+            followers = [
+                m
+                for m in candidates
+                if m.asset_id == last.asset_id and last.end - 1e-6 <= m.start <= last.end + within
+            ]
+            if followers:
+                best = max(followers, key=lambda m: (m.score, -m.start))
+                extended.append(SequenceMatch((*chain.steps, best)))
+        chains = extended
+    chains.sort(key=lambda c: (-c.score, c.start))
+    return chains
 
 
-def _moment(group: list[TimedHit]) -> Moment:
-    best = max(group, key=lambda h: h.score)  # first of equals: the earliest
+def _moment(asset_id: Hashable, run: list[Segment]) -> Moment:
+    best = max(run, key=lambda s: s.score)  # first of equals: the earliest
     return Moment(
-        asset_id=best.asset_id,
-        start=min(h.t_start for h in group),
-        end=max(h.t_end for h in group),
+        asset_id=asset_id,
+        start=run[0].t_start,
+        end=run[-1].t_end,
         best_time=best.t_best,
         score=best.score,
-        best_hit=best,
-        hits=tuple(group),
+        unit_id=best.unit_id,
+        segments=tuple(run),
     )
 
 
-def _check(hit: TimedHit) -> None:
-    times = (hit.t_start, hit.t_end, hit.t_best)
-    if any(t is None or not math.isfinite(t) for t in times):
-        raise ValueError(f"hit {hit!r} needs finite t_start, t_end and t_best")
-    if not hit.t_start <= hit.t_best <= hit.t_end:
-        raise ValueError(f"hit {hit!r} has t_best outside t_start..t_end")
+def _check(segments: Sequence[Segment]) -> None:
+    previous = -math.inf
+    for s in segments:
+        times = (s.t_start, s.t_end, s.t_best, s.score)
+        if not all(math.isfinite(t) for t in times):
+            raise ValueError(f"segment {s!r} needs finite times and score")
+        if not s.t_start <= s.t_best <= s.t_end:
+            raise ValueError(f"segment {s!r} has t_best outside t_start..t_end")
+        if s.t_start < previous:
+            raise ValueError("segments must be in time order")
+        previous = s.t_start
 
 
 def format_timestamp(seconds: float) -> str:
@@ -135,3 +201,17 @@ def format_timestamp(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def format_span(start: float, end: float) -> str:
+    """A time range that is never empty: ``00:00:00.0–00:00:01.0`` below a minute's length,
+    ``HH:MM:SS–HH:MM:SS`` (end rounded up) above: 0.0-0.96 s is not "00:00:00-00:00:00"."""
+    if end - start < 60:
+        return f"{_tenths(start)}–{_tenths(max(end, start + 0.1), up=True)}"
+    return f"{format_timestamp(start)}–{format_timestamp(math.ceil(end))}"
+
+
+def _tenths(seconds: float, up: bool = False) -> str:
+    tenths = math.ceil(seconds * 10 - 1e-9) if up else math.floor(seconds * 10 + 1e-9)
+    whole, tenth = divmod(tenths, 10)
+    return f"{format_timestamp(whole)}.{tenth}"

@@ -16,7 +16,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from glimpse.search.filters import FilterError, build_conditions
 
@@ -24,6 +24,8 @@ K_DEFAULT = 20
 K_MAX = 200
 OFFSET_MAX = 10_000  # deep pages cost a top-(offset + k) search each; past this, refine the query
 TEXT_MAX = 1_000
+MAX_THEN = 4  # steps after the first of a sequence query
+DEFAULT_WITHIN = 30.0  # seconds between the steps of a sequence
 # Ids are 64-bit signed integers in both catalogues (SQLite INTEGER, PostgreSQL BIGINT): anything
 # larger cannot name a row, and the database drivers overflow on it.
 ID_MAX = 2**63 - 1
@@ -108,6 +110,27 @@ class SearchQuery(BaseModel):
         allow_inf_nan=False,
         description="Drop results whose cosine similarity is lower.",
     )
+    then: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_THEN,
+        description="A sequence: what must follow the query in the same video, in order "
+        '("a red circle", then ["a blue square"]). Results are videos only, one per matching chain.',
+    )
+    within: float = Field(
+        DEFAULT_WITHIN,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Of a sequence: the longest gap in seconds between one step's end and the next's start.",
+    )
+
+    @field_validator("then")
+    @classmethod
+    def _steps_are_text(cls, steps: list[str]) -> list[str]:
+        for step in steps:
+            if not step.strip() or len(step) > TEXT_MAX:
+                raise ValueError(f"each step of `then` is a non-blank text of at most {TEXT_MAX} characters")
+        return steps
 
     def fingerprint(self, **context: Any) -> str:
         """What identifies the result list (not the page): a cursor is only valid for its query.
@@ -192,6 +215,10 @@ class FlatQuery(FlatPage):
     text_weight: float = Field(1.0, ge=0.0, le=10.0)
     image_weight: float = Field(1.0, ge=0.0, le=10.0)
     negative_weight: float = Field(0.5, ge=0.0, le=10.0)
+    then: list[str] = Field(
+        default_factory=list, max_length=MAX_THEN, description="Sequence steps after `q` (repeatable)."
+    )
+    within: float = Field(DEFAULT_WITHIN, gt=0, le=86_400, allow_inf_nan=False)
 
     def to_query(self, **terms: Any) -> SearchQuery:
         return super().to_query(
@@ -199,6 +226,8 @@ class FlatQuery(FlatPage):
             negative=self.negative,
             image_id=self.image_id,
             unit_id=self.unit_id,
+            then=self.then,
+            within=self.within,
             weights=Weights(text=self.text_weight, image=self.image_weight, negative=self.negative_weight),
             **terms,
         )

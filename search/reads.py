@@ -87,6 +87,26 @@ def item_unit_ids(library: Library, asset_id: int) -> np.ndarray:
     return ids
 
 
+@dataclass(frozen=True)
+class SegmentRow:
+    unit_id: int
+    t_start: float
+    t_end: float
+    t_best: float
+    shot_start: bool
+
+
+def video_segments(library: Library, asset_id: int) -> list[SegmentRow]:
+    """A video's segments in time order (all of them: moments are fitted over the whole video)."""
+    with library.Session() as s:
+        rows = s.execute(
+            select(Unit.id, Unit.t_start, Unit.t_end, Unit.t_best, Unit.shot_start)
+            .where(Unit.asset_id == asset_id, Unit.t_start.is_not(None))
+            .order_by(Unit.t_start, Unit.id)
+        )
+        return [SegmentRow(r.id, r.t_start, r.t_end, r.t_best, bool(r.shot_start)) for r in rows]
+
+
 def get_item(library: Library, asset_id: int) -> tuple[Asset, list[Unit]]:
     """An item with its units in time order (any status: a failed item says why)."""
     with library.Session() as s:

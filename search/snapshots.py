@@ -10,7 +10,11 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
 from glimpse.core.library import IndexSnapshot, Library
+
+BACKGROUND_SIZE = 2048  # stored vectors sampled per index version (a fixed seed: reproducible)
 
 
 class IndexHolder:
@@ -22,6 +26,7 @@ class IndexHolder:
         self._snapshot = library.open_index()
         self._swap_lock = threading.Lock()
         self._checked_at = 0.0
+        self._background: tuple[int, np.ndarray] | None = None
 
     def current(self) -> IndexSnapshot:
         """The newest published snapshot (checked for at most once per ``min_interval`` seconds)."""
@@ -43,3 +48,17 @@ class IndexHolder:
             # consistency; ids the catalogue does not know are dropped when hits are read.
             self._snapshot = self.library.open_index(repair=False)
             return True
+
+    def background(self) -> np.ndarray:
+        """A fixed random sample of the served index's vectors, (<= BACKGROUND_SIZE, D) float32:
+        what "unrelated content" scores for a query (moments, relevance). Drawn once per version."""
+        snapshot = self.current()
+        cached = self._background
+        if cached is not None and cached[0] == snapshot.version:
+            return cached[1]
+        ids = snapshot.index.ids()
+        if len(ids) > BACKGROUND_SIZE:
+            ids = np.sort(np.random.default_rng(0).choice(ids, BACKGROUND_SIZE, replace=False))
+        sample = snapshot.index.vectors(ids) if len(ids) else np.zeros((0, snapshot.index.dim), np.float32)
+        self._background = (snapshot.version, np.asarray(sample, dtype=np.float32))
+        return self._background[1]

@@ -365,39 +365,57 @@ def make_videos(
 
 
 def _make_video(path: Path, seed: int, index: int, size: tuple[int, int], fps: int) -> SyntheticVideo:
-    import av
-
     rng = item_rng(seed, index, "video")
-    shots = rng.randint(4, 5)
+    count = rng.randint(4, 5)
     scenes: list[Scene] = []
-    while len(scenes) < shots:
+    while len(scenes) < count:
         scene = random_scene(rng, positions=False)
         # Consecutive shots differ in shape and colour, so every cut is a visible change.
         if not scenes or (scene.shape, scene.colour) != (scenes[-1].shape, scenes[-1].colour):
             scenes.append(scene)
+    # Durations first, then each shot's drift: the order the random draws have always been made in.
     durations = [rng.choice((3, 4)) for _ in scenes]
-    segments, start = [], 0.0
-    for scene, seconds in zip(scenes, durations, strict=True):
-        segments.append((start, start + seconds, scene.describe()))
-        start += seconds
+    drifts = [(rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1)) for _ in scenes]
+    shots = [Shot(*shot) for shot in zip(scenes, durations, drifts, strict=True)]
+    return write_shots(path, shots, size=size, fps=fps)
 
+
+@dataclass(frozen=True)
+class Shot:
+    """``scene`` for ``seconds``, its shape drifting by ``drift`` (fractions of the frame) over it."""
+
+    scene: Scene
+    seconds: int
+    drift: tuple[float, float] = (0.0, 0.0)
+
+
+def write_shots(
+    path: Path, shots: list[Shot], *, size: tuple[int, int] = (320, 240), fps: int = 12
+) -> SyntheticVideo:
+    """An H.264 mp4 of ``shots`` joined by hard cuts, and its ground truth."""
+    import av
+
+    segments, start = [], 0.0
+    for shot in shots:
+        segments.append((start, start + shot.seconds, shot.scene.describe()))
+        start += shot.seconds
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = fps  # a keyframe every second
         stream.options = {"preset": "veryfast", "crf": "23"}
-        for scene, seconds in zip(scenes, durations, strict=True):
-            drift = (rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1))
-            for f in range(seconds * fps):
-                t = f / (seconds * fps)
+        for shot in shots:
+            scene, drift = shot.scene, shot.drift
+            for f in range(shot.seconds * fps):
+                t = f / (shot.seconds * fps)
                 moved = replace(
                     scene, offset=(scene.offset[0] + drift[0] * t, scene.offset[1] + drift[1] * t)
                 )
                 frame = av.VideoFrame.from_image(render(moved, size, supersample=2))
                 container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    return SyntheticVideo(path=path, segments=segments, scenes=scenes, fps=fps, size=size)
+    return SyntheticVideo(path=path, segments=segments, scenes=[s.scene for s in shots], fps=fps, size=size)
 
 
 def _scene_fields(scene: Scene) -> dict[str, str]:

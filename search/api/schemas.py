@@ -57,6 +57,14 @@ class EmbedRequest(BaseModel):
 
 
 # -- responses ------------------------------------------------------------------------------
+class StepOut(BaseModel):
+    start: float = Field(description="Seconds.")
+    end: float
+    best_time: float
+    score: float
+    unit_id: int
+
+
 class ResultOut(BaseModel):
     id: int = Field(description="The item (asset) id: an image, or the video a moment belongs to.")
     unit_id: int = Field(description="The matching image or video segment (its thumbnail shows the hit).")
@@ -75,6 +83,9 @@ class ResultOut(BaseModel):
     best_time: float | None = Field(None, description="Video moments: where to start playing.")
     width: int | None = None
     height: int | None = None
+    steps: list[StepOut] | None = Field(
+        None, description="Sequence queries: the moment matching each step, in order."
+    )
 
     @classmethod
     def build(cls, result: Result, prefix: str, paths: PathDisplay) -> ResultOut:

@@ -6,13 +6,23 @@ import sys
 import pytest
 from sqlalchemy import inspect
 
-from glimpse.core.db import current_revision
+from conftest import tiny_settings
+from glimpse.core.db import alembic_config, current_revision, make_engine
 from glimpse.core.library import Library, LibraryBusy, ModelMismatch
 from glimpse.core.models import ModelRef
 
 
+def head_revision() -> str:
+    """The newest revision in migrations/versions (read from the scripts, not hard-coded)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(make_engine("sqlite://"))).get_current_head()
+    assert head is not None
+    return head
+
+
 def test_a_new_library_is_migrated_to_head_on_open(library):
-    assert current_revision(library.engine) == "0001"
+    assert current_revision(library.engine) == head_revision()
     tables = set(inspect(library.engine).get_table_names())
     assert {"assets", "units", "library", "index_runs", "media_roots"} <= tables
 
@@ -26,7 +36,7 @@ def test_db_upgrade_command_runs_the_migrations(make_settings, tmp_path):
         [sys.executable, "-m", "glimpse", *env_args, "db", "upgrade"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "revision 0001" in done.stdout
+    assert f"revision {head_revision()}" in done.stdout
 
 
 def test_refuses_a_second_model_with_a_message_naming_both(library):
@@ -63,7 +73,7 @@ def test_two_services_migrating_a_new_postgres_database_at_once_both_succeed(pos
     assert all(code == 0 for _, _, code in results), results
     from glimpse.core.db import make_engine
 
-    assert current_revision(make_engine(postgres_url)) == "0001"
+    assert current_revision(make_engine(postgres_url)) == head_revision()
 
 
 def test_an_unreachable_database_is_a_clear_error_after_retries(tmp_path):
@@ -83,3 +93,17 @@ def test_an_unreachable_database_is_a_clear_error_after_retries(tmp_path):
     assert done.returncode == 1
     assert "did not answer" in done.stderr and "127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_migrations_keep_unit_ids_from_ever_being_handed_out_twice(tmp_path):
+    """SQLite's AUTOINCREMENT on units survives every migration (a rebuilt table would lose it,
+    and a deleted unit's id, held by a client, could then name another picture)."""
+    from sqlalchemy import text
+
+    lib = Library(tiny_settings(tmp_path / "library"))
+    try:
+        with lib.engine.connect() as conn:
+            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'units'")).scalar_one()
+        assert "AUTOINCREMENT" in ddl.upper()
+    finally:
+        lib.close()

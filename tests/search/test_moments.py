@@ -1,130 +1,112 @@
-"""Merging video hits into moments, and formatting timestamps."""
+"""Query-fitted moments over a video's scored segments, sequences, and time formatting."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 
-from glimpse.search.moments import Moment, format_timestamp, merge_moments
-
-
-@dataclass(frozen=True)
-class Hit:
-    unit_id: int
-    asset_id: int
-    t_start: float
-    t_end: float
-    t_best: float
-    score: float
-
-
-def hit(
-    unit_id: int, asset_id: int, start: float, end: float, score: float, best: float | None = None
-) -> Hit:
-    return Hit(unit_id, asset_id, start, end, start if best is None else best, score)
-
-
-def test_adjacent_and_overlapping_hits_of_one_video_merge_into_one_moment() -> None:
-    hits = [
-        hit(1, 7, 10.0, 12.0, 0.30),
-        hit(2, 7, 12.0, 15.0, 0.50, best=13.5),  # touches the first
-        hit(3, 7, 14.0, 18.0, 0.40),  # overlaps the second
-    ]
-    (moment,) = merge_moments(hits, gap=0.0, per_video=3)
-    assert (moment.asset_id, moment.start, moment.end) == (7, 10.0, 18.0)
-    assert moment.score == 0.50 and moment.best_time == 13.5
-    assert moment.unit_id == 2
-    assert [h.unit_id for h in moment.hits] == [1, 2, 3]
-
-
-def test_hits_further_apart_than_the_gap_stay_separate_moments() -> None:
-    hits = [hit(1, 7, 0.0, 1.0, 0.9), hit(2, 7, 2.5, 3.0, 0.8)]
-    assert len(merge_moments(hits, gap=1.0, per_video=5)) == 2
-    assert len(merge_moments(hits, gap=1.5, per_video=5)) == 1
-
-
-def test_single_frame_hits_within_the_gap_merge() -> None:
-    hits = [hit(i, 3, t, t, 0.5 + i / 100) for i, t in enumerate([4.0, 5.0, 6.0, 20.0])]
-    moments = merge_moments(hits, gap=1.0, per_video=5)
-    spans = sorted((m.start, m.end) for m in moments)
-    assert spans == [(4.0, 6.0), (20.0, 20.0)]
-
-
-def test_hits_of_different_videos_never_merge() -> None:
-    hits = [hit(1, 1, 0.0, 5.0, 0.7), hit(2, 2, 0.0, 5.0, 0.6)]
-    moments = merge_moments(hits, gap=10.0, per_video=3)
-    assert [(m.asset_id, m.score) for m in moments] == [(1, 0.7), (2, 0.6)]
-
-
-def test_each_video_returns_at_most_per_video_moments_its_best_ones() -> None:
-    hits = [hit(i, 9, i * 100.0, i * 100.0 + 1, score) for i, score in enumerate([0.2, 0.9, 0.5, 0.7, 0.1])]
-    hits.append(hit(99, 4, 0.0, 1.0, 0.3))
-    moments = merge_moments(hits, gap=1.0, per_video=2)
-    assert [(m.asset_id, m.score) for m in moments] == [(9, 0.9), (9, 0.7), (4, 0.3)]
-
-
-def test_moments_come_best_first_and_equal_scores_keep_time_order() -> None:
-    hits = [hit(1, 5, 50.0, 51.0, 0.4), hit(2, 5, 10.0, 11.0, 0.4), hit(3, 6, 0.0, 1.0, 0.8)]
-    moments = merge_moments(hits, gap=0.0, per_video=5)
-    assert [(m.asset_id, m.start) for m in moments] == [(6, 0.0), (5, 10.0), (5, 50.0)]
-
-
-def test_hit_order_does_not_change_the_moments() -> None:
-    hits = [hit(1, 7, 0.0, 2.0, 0.3), hit(2, 7, 2.0, 4.0, 0.6), hit(3, 7, 9.0, 10.0, 0.5)]
-    forward = merge_moments(hits, gap=0.0, per_video=3)
-    backward = merge_moments(list(reversed(hits)), gap=0.0, per_video=3)
-    assert [(m.start, m.end, m.score) for m in forward] == [(m.start, m.end, m.score) for m in backward]
-
-
-def test_no_hits_give_no_moments() -> None:
-    assert merge_moments([], gap=1.0, per_video=3) == []
-
-
-def test_a_moment_of_hits_without_unit_ids_has_none() -> None:
-    @dataclass
-    class Bare:
-        asset_id: str
-        t_start: float
-        t_end: float
-        t_best: float
-        score: float
-
-    (moment,) = merge_moments([Bare("clip.mp4", 1.0, 2.0, 1.5, 0.3)])
-    assert isinstance(moment, Moment) and moment.unit_id is None and moment.asset_id == "clip.mp4"
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        hit(1, 1, 5.0, 4.0, 0.5, best=4.5),
-        hit(1, 1, 0.0, 1.0, 0.5, best=3.0),
-        hit(1, 1, math.nan, 1.0, 0.5, best=0.5),
-    ],
+from glimpse.search.moments import (
+    Segment,
+    fit_moments,
+    format_span,
+    format_timestamp,
+    sequences,
 )
-def test_hits_with_impossible_times_are_refused(bad: Hit) -> None:
-    with pytest.raises(ValueError):
-        merge_moments([bad])
 
 
-@pytest.mark.parametrize("kwargs", [{"gap": -1.0}, {"gap": math.inf}, {"per_video": 0}])
-def test_invalid_arguments_are_refused(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
-        merge_moments([hit(1, 1, 0.0, 1.0, 0.5)], **kwargs)
+def video(scores: list[float], cuts: tuple[int, ...] = (), seconds: float = 1.0) -> list[Segment]:
+    """One segment per score, ``seconds`` long each, tiling the video; ``cuts``: indices after a cut."""
+    return [
+        Segment(100 + i, i * seconds, (i + 1) * seconds, i * seconds + seconds / 2, s, i in cuts)
+        for i, s in enumerate(scores)
+    ]
+
+
+def spans(moments) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
+    return [(m.start, m.end) for m in moments]
+
+
+def test_a_scene_that_matches_throughout_is_one_moment_even_if_its_best_hits_are_apart() -> None:
+    # The blue square from 10 s to 20 s; its halves peak at both ends (the greedy merge of hits
+    # in score order returned two moments, 17-20 s and 10-17 s, for this).
+    scores = [0.20] * 10 + [0.56, 0.55, 0.55, 0.54, 0.55, 0.55, 0.55, 0.56, 0.565, 0.56] + [0.22] * 10
+    (moment,) = fit_moments("v", video(scores, cuts=(10, 20)))
+    assert (moment.start, moment.end) == (10.0, 20.0)
+    assert moment.score == 0.565 and moment.best_time == 18.5 and moment.unit_id == 118
+
+
+def test_a_cut_is_a_boundary_unless_the_query_keeps_matching_on_both_sides() -> None:
+    # Scenes of similar scores on both sides of a cut: one subject from two angles stays one moment.
+    same_subject = [0.1] * 5 + [0.50, 0.52, 0.51, 0.50, 0.51, 0.52] + [0.1] * 5
+    assert spans(fit_moments("v", video(same_subject, cuts=(5, 8, 11)))) == [(5.0, 11.0)]
+    # A cut to something merely similar (in the band, not near the peak) ends the moment.
+    similar_next = [0.1] * 5 + [0.50, 0.52, 0.51, 0.38, 0.37, 0.38] + [0.1] * 5
+    moments = fit_moments("v", video(similar_next, cuts=(5, 8, 11)))
+    assert spans(moments) == [(5.0, 8.0), (8.0, 11.0)]
+    # Without the cut the weaker stretch stays out of the band... or in it, but then joined.
+    assert spans(fit_moments("v", video(similar_next, cuts=(5, 11)))) == [(5.0, 11.0)]
+
+
+def test_unrelated_scenes_do_not_merge_across_cuts_when_scores_barely_differ() -> None:
+    # A random model scores three different scenes alike; cuts keep them apart.
+    scores = [0.301, 0.302, 0.300, 0.299, 0.296, 0.297, 0.298, 0.297, 0.300, 0.302, 0.301, 0.299]
+    moments = fit_moments("v", video(scores, cuts=(4, 8)), per_video=5)
+    assert all(not (m.start < 4.0 < m.end) and not (m.start < 8.0 < m.end) for m in moments)
+
+
+def test_a_video_that_scores_the_same_everywhere_is_one_moment() -> None:
+    (moment,) = fit_moments("v", video([0.4] * 6))
+    assert (moment.start, moment.end) == (0.0, 6.0)
+
+
+def test_nothing_below_the_floor_counts_so_an_absent_subject_gives_no_moment() -> None:
+    scores = [0.10, 0.12, 0.30, 0.31, 0.11]
+    assert fit_moments("v", video(scores), floor=0.35) == []
+    assert spans(fit_moments("v", video(scores), floor=0.305)) == [(3.0, 4.0)]
+
+
+def test_moments_come_best_first_at_most_per_video() -> None:
+    scores = [0.5, 0.1, 0.6, 0.1, 0.55, 0.1, 0.58]
+    moments = fit_moments("v", video(scores), per_video=2)
+    assert [m.score for m in moments] == [0.6, 0.58]
+
+
+def test_an_empty_video_has_no_moments_and_bad_input_is_refused() -> None:
+    assert fit_moments("v", []) == []
+    with pytest.raises(ValueError, match="per_video"):
+        fit_moments("v", video([0.5]), per_video=0)
+    with pytest.raises(ValueError, match="time order"):
+        fit_moments("v", list(reversed(video([0.5, 0.4]))))
+    with pytest.raises(ValueError, match="finite"):
+        fit_moments("v", [Segment(1, 0.0, 1.0, 0.5, math.nan)])
+    with pytest.raises(ValueError, match="t_best"):
+        fit_moments("v", [Segment(1, 0.0, 1.0, 2.0, 0.5)])
+
+
+def test_a_sequence_pairs_a_moment_with_one_that_follows_it_within_the_gap() -> None:
+    red = fit_moments("v", video([0.6] * 10 + [0.1] * 20, cuts=(10, 20)))  # 0-10 s
+    blue = fit_moments("v", video([0.1] * 10 + [0.6] * 10 + [0.1] * 10, cuts=(10, 20)))  # 10-20 s
+    (chain,) = sequences([red, blue], within=5.0)
+    assert [(m.start, m.end) for m in chain.steps] == [(0.0, 10.0), (10.0, 20.0)]
+    assert (chain.start, chain.end, chain.score) == (0.0, 20.0, 0.6)
+    assert sequences([blue, red], within=5.0) == []  # the reversed order does not happen
+
+
+def test_a_sequence_respects_the_gap_and_the_video() -> None:
+    first = fit_moments("v", video([0.6] * 2 + [0.1] * 18))  # 0-2 s
+    later = fit_moments("v", video([0.1] * 12 + [0.6] * 2 + [0.1] * 6))  # 12-14 s
+    assert sequences([first, later], within=5.0) == []
+    assert len(sequences([first, later], within=10.0)) == 1
+    elsewhere = fit_moments("w", video([0.1] * 2 + [0.6] * 2 + [0.1] * 6))
+    assert sequences([first, elsewhere], within=60.0) == []
+    with pytest.raises(ValueError, match="within"):
+        sequences([first, later], within=-1.0)
 
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [
-        (0, "00:00:00"),
-        (59.999, "00:00:59"),
-        (60, "00:01:00"),
-        (723.9, "00:12:03"),
-        (3600, "01:00:00"),
-        (36_000 + 61, "10:01:01"),
-        (100 * 3600 + 5, "100:00:05"),
-    ],
+    [(0, "00:00:00"), (59.99, "00:00:59"), (723.9, "00:12:03"), (3600, "01:00:00"), (360000, "100:00:00")],
 )
 def test_format_timestamp_gives_hours_minutes_seconds(seconds: float, text: str) -> None:
     assert format_timestamp(seconds) == text
@@ -136,16 +118,15 @@ def test_format_timestamp_refuses_impossible_times(bad: float) -> None:
         format_timestamp(bad)
 
 
-def test_with_a_margin_weak_neighbours_do_not_stretch_a_moment() -> None:
-    # Segments tile a video; only the 3-7 s shot matches. Its neighbours were fetched too.
-    hits = [
-        hit(1, 9, 0.0, 3.0, 0.25),
-        hit(2, 9, 3.0, 7.0, 0.70),
-        hit(3, 9, 7.0, 11.0, 0.68),
-        hit(4, 9, 11.0, 14.0, 0.20),
-    ]
-    best, *rest = merge_moments(hits, gap=0.0, per_video=3, margin=0.05)
-    assert (best.start, best.end, best.score) == (3.0, 11.0, 0.70)  # the close runner-up joins
-    assert sorted((m.start, m.end) for m in rest) == [(0.0, 3.0), (11.0, 14.0)]
-    unbounded = merge_moments(hits, gap=0.0, per_video=3)
-    assert [(m.start, m.end) for m in unbounded] == [(0.0, 14.0)]
+@pytest.mark.parametrize(
+    ("start", "end", "text"),
+    [
+        (0.0, 0.96, "00:00:00.0–00:00:01.0"),
+        (0.0, 0.0, "00:00:00.0–00:00:00.1"),
+        (10.0, 20.0, "00:00:10.0–00:00:20.0"),
+        (61.25, 65.31, "00:01:01.2–00:01:05.4"),
+        (720.0, 1723.2, "00:12:00–00:28:44"),
+    ],
+)
+def test_a_displayed_time_range_is_never_empty(start: float, end: float, text: str) -> None:
+    assert format_span(start, end) == text
