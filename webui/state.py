@@ -8,6 +8,7 @@ Keys kept in ``st.session_state``:
 - ``pages``: how many result pages "Load more" has asked for; ``request_key`` tells when the
   search changed, so the count starts again at one;
 - ``last_request``: the body of the last search sent (tests read it to see what the API got);
+- ``media_links``: signed media links still valid, by item id (kept by ``api_access``);
 - the widgets' own keys: ``q_input``, ``not_input``, ``upload_input``, ``media_filter``,
   ``category_filter``, ``price_filter``.
 """

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from glimpse.webui.client import ApiHttpError, GlimpseClient
 from glimpse.webui.formatting import moment_caption, point_time, time_range
 from webui_support import (  # noqa: F401  (fixtures are used by name)
     PRODUCTS,
@@ -387,6 +388,35 @@ def test_the_price_slider_moves_in_whole_units(api, open_ui):
     prices = [price for *_rest, price, _cat in PRODUCTS]
     assert slider.step == 1
     assert slider.min <= min(prices) and slider.max >= max(prices) and slider.max - max(prices) < 1
+
+
+def test_an_item_the_api_does_not_know_shows_its_message(api, open_ui):
+    at = open_ui(api.url)
+    at.session_state["detail"] = {"id": 987654, "name": "gone"}
+    at.run()
+    assert not at.exception, at.exception
+    assert "no item with id 987654" in texts(at.error)
+
+
+def test_a_missing_original_shows_the_thumbnail_and_the_apis_reason(api, open_ui, monkeypatch):
+    # The library's files stay in place for the other tests, so the API's answer for a deleted
+    # original (client tests check its real shape) is given here by the client itself.
+    def gone(self, item_id):
+        raise ApiHttpError(404, "file_missing", "the file is no longer on disk")
+
+    monkeypatch.setattr(GlimpseClient, "media_info", gone)
+    import streamlit as st
+
+    st.cache_data.clear()
+    image = api_search(api, q="boot", media="image")[0]
+    at = open_ui(api.url)
+    at.session_state["detail"] = {"id": image["id"], "name": api_name(image)}
+    at.run()
+    assert not at.exception, at.exception
+    assert "The original file is not available: the file is no longer on disk." in texts(at.caption)
+    shown = [url for i in at.image for url in i.value]
+    assert shown and not any("/v1/media/" in url for url in shown)  # the thumbnail, relayed
+    assert not at.error
 
 
 def test_an_unreachable_api_shows_a_message_not_a_traceback(open_ui):
