@@ -265,15 +265,22 @@ def results_section(cfg: UiConfig, query: Query, media: str, filters: dict[str, 
         st.session_state.request_key = request_key
         st.session_state.pages = 1
     st.session_state.last_request = request.body()
+    # An upload is shown only once the API accepted it (decoding it here could fail on a file that
+    # is not an image); the "Items like" banner with its Clear button stands whatever the answer.
+    banner = st.container()
+    if query["mode"] == "similar":
+        with banner:
+            similar_banner(query)
     try:
         with st.spinner("Searching…"):
             hits, more, took, pages = load_pages(page_fetcher(cfg, query, request), st.session_state.pages)
     except ApiError as exc:
-        # A refused upload is named in the message; it is never decoded here to show it.
         message = upload_error_text(query["name"], exc) if query["mode"] == "image" else error_text(exc)
         st.error(message, icon=":material/error:")
         return
-    query_banner(query)
+    if query["mode"] == "image":
+        with banner:
+            upload_banner(query)
     if not hits:
         st.info(no_results_text(media, filters), icon=":material/search_off:")
         return
@@ -283,20 +290,19 @@ def results_section(cfg: UiConfig, query: Query, media: str, filters: dict[str, 
         st.button("Load more", on_click=load_more, icon=":material/expand_more:", key="load_more")
 
 
-def query_banner(query: Query) -> None:
+def similar_banner(query: Query) -> None:
     """What the results are like, when it is not the text in the search box."""
-    if query["mode"] == "similar":
-        cols = st.columns([8, 2], vertical_alignment="center")
-        moment = query.get("moment")
-        cols[0].markdown(
-            f"Items like **{html.escape(query['label'])}**" + (f" at {moment}" if moment else "")
-        )
-        cols[1].button("Clear", on_click=clear_query, icon=":material/close:", key="clear_similar")
-    elif query["mode"] == "image":
-        # Only after the API accepted the upload: it has decoded it, so it is an image.
-        cols = st.columns([1, 7], vertical_alignment="center")
-        upload_preview(cols[0], query["data"])
-        cols[1].markdown(f"Items that look like **{html.escape(query['name'])}**")
+    cols = st.columns([8, 2], vertical_alignment="center")
+    moment = query.get("moment")
+    cols[0].markdown(f"Items like **{html.escape(query['label'])}**" + (f" at {moment}" if moment else ""))
+    cols[1].button("Clear", on_click=clear_query, icon=":material/close:", key="clear_similar")
+
+
+def upload_banner(query: Query) -> None:
+    """The accepted upload, small, beside its name (the API has decoded it: it is an image)."""
+    cols = st.columns([1, 7], vertical_alignment="center")
+    upload_preview(cols[0], query["data"])
+    cols[1].markdown(f"Items that look like **{html.escape(query['name'])}**")
 
 
 def upload_preview(place: Any, data: bytes) -> None:
