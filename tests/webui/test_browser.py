@@ -179,16 +179,18 @@ def test_play_starts_the_video_from_the_api_at_its_best_match(api, ui_url, brows
 
 
 def test_an_upload_that_is_not_an_image_shows_the_apis_message(ui_url, browser, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     fake = tmp_path / "notes.jpg"
     fake.write_text("These are my shopping notes, not a picture.\n" * 20)
     browser.get(ui_url)
-    WebDriverWait(browser, 90).until(
-        lambda d: d.find_element(By.XPATH, "//summary[contains(., 'Search with an image')]")
-    ).click()
-    picker = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[type="file"]'))
+    # The search box is drawn last of the form: the page has settled before the expander is used.
+    WebDriverWait(browser, 90).until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]'))
+    expander = browser.find_element(By.XPATH, "//summary[contains(., 'Search with an image')]")
+    expander.click()
+    picker = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[type="file"]'))
     picker.send_keys(str(fake))
 
     def answered(driver) -> str | None:
@@ -196,7 +198,10 @@ def test_an_upload_that_is_not_an_image_shows_the_apis_message(ui_url, browser, 
         return page if "did not accept notes.jpg" in page or "Traceback" in page else None
 
     try:
-        page = WebDriverWait(browser, 90).until(answered)
+        page = WebDriverWait(browser, 120).until(answered)
+    except TimeoutException as exc:
+        page = browser.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"no answer to the upload on the page:\n{page}") from exc
     finally:
         browser.save_screenshot(str(artifacts_dir() / "webui-refused-upload.png"))
     assert "not an image in an accepted format" in page
