@@ -56,7 +56,7 @@ def run_ui(host: str, port: int, api_url: str | None) -> int:
         restore()
 
 
-def _forward_termination(process: subprocess.Popen) -> Callable[[], None]:
+def _forward_termination(process: subprocess.Popen[bytes]) -> Callable[[], None]:
     """Pass SIGTERM/SIGHUP on to Streamlit, so stopping ``glimpse ui`` never leaves it running."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None

@@ -1,4 +1,4 @@
-"""The web UI in a real headless Chromium: `glimpse serve` + `glimpse ui` as processes, a query typed + Enter."""
+"""The web UI in a real headless Chromium: `glimpse serve` + `glimpse ui` as processes, driven as a person would."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from glimpse.webui.formatting import point_time
 from webui_support import (  # noqa: F401  (fixtures are used by name)
     PRODUCTS,
     REPO,
@@ -39,12 +41,13 @@ def artifacts_dir() -> Path:
     return folder
 
 
-@pytest.fixture
-def ui_url(api: Api, tmp_path: Path) -> Iterator[str]:
-    """`glimpse ui` on a free port, pointed at the running API."""
+@pytest.fixture(scope="module")
+def ui_url(api: Api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`glimpse ui` on a free port, pointed at the running API (one for this module's tests)."""
     port = free_port()
     args = ["ui", "--host", "127.0.0.1", "--port", str(port), "--api-url", api.url]
-    process = launch(args, port, "/_stcore/health", child_env(), tmp_path / "ui.log")
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    process = launch(args, port, "/_stcore/health", child_env(), log)
     url = f"http://127.0.0.1:{port}"
     try:
         yield url
@@ -124,3 +127,110 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
     assert len(thumbnails) > len(titles), "the video moments have thumbnails too"
     assert all(title in page for title in titles)
     assert "$59.00" in page and "Traceback" not in page
+
+
+def submit_query(browser, ui_url: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(ui_url)
+    box = WebDriverWait(browser, 90).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
+    )
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+
+
+def button_with_text(browser, text: str):
+    """The button whose own label is ``text`` (Streamlit puts the icon's name in the text too)."""
+    from selenium.webdriver.common.by import By
+
+    for button in browser.find_elements(By.TAG_NAME, "button"):
+        if button.text.strip().splitlines()[-1:] == [text]:
+            return button
+    return None
+
+
+def test_play_starts_the_video_from_the_api_at_its_best_match(api, ui_url, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    moments = httpx.post(f"{api.url}/v1/search", json={"q": "harbour", "media": "video"}, timeout=60).json()
+    latest = max(moments["results"], key=lambda r: r["best_time"])  # the one furthest into the video
+    assert latest["best_time"] >= 1
+    submit_query(browser, ui_url, "harbour")
+    label = f"Play {point_time(latest['best_time'])}"
+    WebDriverWait(browser, 90).until(lambda d: button_with_text(d, label)).click()
+
+    def playing(driver) -> list | None:
+        state = driver.execute_script(
+            "const v = document.querySelector('video');"
+            "return v && [v.currentSrc, v.paused, v.currentTime, v.muted, v.error && v.error.code];"
+        )
+        return state if state and not state[1] and state[2] > 0 else None
+
+    try:
+        source, _paused, position, muted, error = WebDriverWait(browser, 60).until(playing)
+    finally:
+        browser.save_screenshot(str(artifacts_dir() / "webui-player.png"))
+    # Straight from the API (which answers range requests), not relayed by the UI server.
+    assert source == f"{api.url}/v1/media/{latest['id']}"
+    assert position >= int(latest["best_time"]) and muted and error is None
+
+
+def test_an_upload_that_is_not_an_image_shows_the_apis_message(ui_url, browser, tmp_path):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("These are my shopping notes, not a picture.\n" * 20)
+    browser.get(ui_url)
+    # The search box is drawn last of the form: the page has settled before the expander is used.
+    WebDriverWait(browser, 90).until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]'))
+    expander = browser.find_element(By.XPATH, "//summary[contains(., 'Search with an image')]")
+    expander.click()
+    picker = WebDriverWait(browser, 60).until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[type="file"]'))
+    picker.send_keys(str(fake))
+
+    def answered(driver) -> str | None:
+        page = driver.find_element(By.TAG_NAME, "body").text
+        return page if "did not accept notes.jpg" in page or "Traceback" in page else None
+
+    try:
+        page = WebDriverWait(browser, 120).until(answered)
+    except TimeoutException as exc:
+        page = browser.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"no answer to the upload on the page:\n{page}") from exc
+    finally:
+        browser.save_screenshot(str(artifacts_dir() / "webui-refused-upload.png"))
+    assert "not an image in an accepted format" in page
+    assert "Traceback" not in page and "UnidentifiedImageError" not in page
+
+
+def test_the_detail_table_wraps_long_values_inside_its_column(ui_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    submit_query(browser, ui_url, "boot")
+
+    def card_position(driver) -> list[int] | None:
+        """[position] of the boot's card once it is drawn (a list: position 0 is an answer too)."""
+        cards = driver.find_elements(By.CSS_SELECTOR, ".st-key-results .glimpse-title")
+        titles = [e.get_attribute("title") for e in cards]
+        return [titles.index("Blue leather boot")] if "Blue leather boot" in titles else None
+
+    [position] = WebDriverWait(browser, 90).until(card_position)
+    browser.find_element(By.CSS_SELECTOR, f".st-key-open-results-{position} button").click()
+    # The boot's shop link is one long unbroken URL: the table must wrap it, not scroll.
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-details table a"))
+    try:
+        overflow = browser.execute_script(
+            "const box = document.querySelector('.st-key-details');"
+            "const table = box.querySelector('table');"
+            "const wide = [...box.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1);"
+            "return [table.getBoundingClientRect().right - box.getBoundingClientRect().right, wide.length];"
+        )
+    finally:
+        browser.save_screenshot(str(artifacts_dir() / "webui-detail.png"))
+    assert overflow[0] <= 1 and overflow[1] == 0, overflow

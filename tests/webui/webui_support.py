@@ -56,6 +56,12 @@ PRODUCTS = [
     ("white-dress.png", "white", "White linen dress", 42.0, "dresses"),
 ]
 VIDEO_NAME = "harbour.mp4"
+# One product links to its shop page with a long unbroken URL, as real catalogues do: the detail
+# table must wrap it rather than scroll sideways.
+PRODUCT_URLS = {
+    "blue-boot.jpg": "https://shop.example/catalogue/shoes/boots/blue-leather-boot-hand-stitched-"
+    "goodyear-welted-oiled-calfskin?colour=midnight-blue&size=42&utm_source=glimpse-search-results"
+}
 
 
 @dataclass(frozen=True)
@@ -114,9 +120,9 @@ def build_library(root: Path) -> Path:
     manifest = media / "products" / "catalogue.csv"
     with open(manifest, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "sku", "title", "price", "currency", "category"])
+        writer.writerow(["path", "sku", "title", "price", "currency", "category", "url"])
         for i, (name, _colour, title, price, category) in enumerate(PRODUCTS):
-            writer.writerow([name, f"SKU-{i:03d}", title, price, "USD", category])
+            writer.writerow([name, f"SKU-{i:03d}", title, price, "USD", category, PRODUCT_URLS.get(name, "")])
     (media / "clips").mkdir(parents=True)
     coloured_video(media / "clips" / VIDEO_NAME, [Scene(3.0, RED), Scene(3.0, BLUE)], fps=10, size=(160, 120))
     data_dir = root / "library"
