@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from glimpse.core.catalogue import Asset, LibraryInfo, MediaRoot, Unit
 from glimpse.core.db import make_engine, session_factory, upgrade, wait_for_database
 from glimpse.core.fsutil import atomic_write
+from glimpse.core.identity import ensure_library_id
 from glimpse.core.index import VectorIndex
 from glimpse.core.models import ModelRef
 from glimpse.core.settings import Settings
@@ -50,6 +51,7 @@ class Library:
         self.settings = settings
         self.root = settings.data_dir.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.library_id = ensure_library_id(self.root)
         self.engine = make_engine(settings.db_url)
         wait_for_database(self.engine, timeout=settings.db_wait_seconds)
         upgrade(self.engine)

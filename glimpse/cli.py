@@ -233,30 +233,58 @@ def search(
     ] = 30.0,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Load the model here even when a running API serves this library.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search the library with natural language and/or an example image.
 
-    A sequence query finds videos where one thing follows another:
+    When `glimpse serve` runs for this library (at GLIMPSE_API_URL, default 127.0.0.1:GLIMPSE_PORT),
+    the search goes through it and answers in a fraction of a second; otherwise the model is loaded
+    here first. A sequence query finds videos where one thing follows another:
     glimpse search "a red circle" --then "a blue square" --within 30
     """
     from pydantic import ValidationError
 
-    from glimpse.core.media import ImageDecodeError, open_image
-    from glimpse.search import reads
-    from glimpse.search.embedding import QueryEmbedder
-    from glimpse.search.engine import SearchEngine
-    from glimpse.search.moments import format_span
-    from glimpse.search.paths import PathDisplay
-    from glimpse.search.query import Media, QueryError, SearchQuery
+    from glimpse.search.query import Media, SearchQuery
+    from glimpse.searching import SearchFailed, search_via_api
 
     if media not in set(Media):
         raise fail(f"--media must be one of {', '.join(Media)}")
     s = settings(model=model, pretrained=pretrained)
+    fields = {"q": query, "negative": negative, "media": media, "k": k, "then": then or [], "within": within}
+    try:
+        q = SearchQuery(**fields)  # refuse a bad query here, before any server or model is asked
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    rows = None
+    if not local and model is None and pretrained is None:
+        try:
+            rows = search_via_api(s, q.model_dump(mode="json", exclude_defaults=True), image)
+        except SearchFailed as exc:
+            raise fail(str(exc)) from None
+    if rows is None:
+        with err.status(
+            "loading the model (a running `glimpse serve` would answer at once)...", spinner="dots"
+        ):
+            rows = _search_here(s, q, image, explicit=model is not None)
+    _print_results(rows, s, as_json)
+
+
+def _search_here(s: Settings, q: Any, image: Path | None, explicit: bool) -> list[dict[str, Any]]:
+    """Search in this process: open the library, load its model, run the engine."""
+    from glimpse.core.media import ImageDecodeError, open_image
+    from glimpse.search.api.schemas import ResultOut
+    from glimpse.search.embedding import QueryEmbedder
+    from glimpse.search.engine import SearchEngine
+    from glimpse.search.paths import PathDisplay
+    from glimpse.search.query import QueryError
+
     library = open_library(s)
     if library.model_info() is None:
         raise fail(f"the library in {library.root} is empty: run `glimpse index PATH` first")
-    encoder = library_encoder(s, library, explicit=model is not None)
+    encoder = library_encoder(s, library, explicit=explicit)
     engine = SearchEngine(library, s, QueryEmbedder(encoder))
     example = None
     if image is not None:
@@ -265,48 +293,52 @@ def search(
         except (ImageDecodeError, OSError) as exc:
             raise fail(f"{image}: {exc}") from None
     try:
-        q = SearchQuery(q=query, negative=negative, media=Media(media), k=k, then=then or [], within=within)
         page = engine.search(q, image=example)
     except QueryError as exc:
         raise fail(str(exc)) from None
-    except ValidationError as exc:
-        raise fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    paths = PathDisplay(library.media_roots(), full=s.full_paths)
+    return [ResultOut.build(r, "", paths).model_dump(mode="json") for r in page.results]
+
+
+def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> None:
+    """The same output whether the API or this process answered: JSON rows, or a table."""
+    from glimpse.search.moments import format_span
+
     if as_json:
-        # What the API shows: paths relative to their media folder (GLIMPSE_FULL_PATHS for all).
-        paths = PathDisplay(library.media_roots(), full=s.full_paths)
-        rows = []
-        for r in page.results:
-            row: dict[str, Any] = {"id": r.id, "path": paths.show(r.path), "kind": r.kind, "score": r.score}
-            if r.title:
-                row["title"] = r.title
-            if r.kind == Kind.VIDEO:
-                thumb = reads.get_unit(library, r.unit_id).thumbnail
+        thumbs = s.data_dir.resolve() / "thumbs"
+        shown = []
+        for r in rows:
+            row = {
+                key: r.get(key) for key in ("id", "path", "kind", "score", "title") if r.get(key) is not None
+            }
+            if r["kind"] == Kind.VIDEO:
+                thumb = thumbs / f"{r['unit_id'] % 256:02x}" / f"{r['unit_id']}.jpg"
                 row.update(
-                    start=r.start,
-                    end=r.end,
-                    best_time=r.best_time,
-                    thumbnail=str(library.root / thumb) if thumb else None,
+                    start=r["start"],
+                    end=r["end"],
+                    best_time=r["best_time"],
+                    thumbnail=str(thumb) if thumb.is_file() else None,
                 )
-                if r.steps:
-                    row["steps"] = r.steps
-            rows.append(row)
-        print(json.dumps({"results": rows}, indent=2))
+                if r.get("steps"):
+                    row["steps"] = r["steps"]
+            shown.append(row)
+        print(json.dumps({"results": shown}, indent=2))
         return
-    if not page.results:
+    if not rows:
         out.print("no results")
         return
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("score", justify="right")
     table.add_column("item")
-    for r in page.results:
-        where = r.path
-        if r.steps:
-            where += " @ " + " then ".join(format_span(s["start"], s["end"]) for s in r.steps)
-        elif r.start is not None and r.end is not None:
-            where += f" @ {format_span(r.start, r.end)}"
-        if r.title:
-            where = f"{r.title}  [dim]{where}[/]"
-        table.add_row(f"{r.score:.3f}", where)
+    for r in rows:
+        where = r["path"]
+        if r.get("steps"):
+            where += " @ " + " then ".join(format_span(step["start"], step["end"]) for step in r["steps"])
+        elif r.get("start") is not None and r.get("end") is not None:
+            where += f" @ {format_span(r['start'], r['end'])}"
+        if r.get("title"):
+            where = f"{r['title']}  [dim]{where}[/]"
+        table.add_row(f"{r['score']:.3f}", where)
     out.print(table)
 
 

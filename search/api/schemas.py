@@ -259,6 +259,9 @@ class StatsOut(_Open):
     index: dict[str, Any]
     facets: dict[str, Any]
     last_run: dict[str, Any] | None = None
+    library: dict[str, Any] = Field(
+        default_factory=dict, description="`id`: the library's identity (the same for every replica)."
+    )
     limits: dict[str, Any] = Field(
         default_factory=dict, description="`max_upload_bytes` and `max_upload_mb` (10^6 bytes) of uploads."
     )

@@ -18,5 +18,6 @@ def stats(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     limit = settings.max_upload_bytes
     return {
         **reads.library_stats(engine.library, engine.snapshot),
+        "library": {"id": engine.library.library_id},
         "limits": {"max_upload_bytes": limit, "max_upload_mb": round(limit / 1_000_000, 1)},
     }
