@@ -7,6 +7,7 @@
 #   GPU indexer:    docker build -t glimpse:gpu \
 #                     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
 #                     --build-arg GLIMPSE_EXTRAS=postgres,gpu .
+#   Ray cluster:    the same with GLIMPSE_EXTRAS=postgres,gpu,ray (docker-compose.yml, profile cluster)
 #
 # The GPU variant keeps the slim Python base on purpose: the CUDA builds of torch and faiss-gpu-cu12
 # bring their CUDA 12 runtime libraries as pip packages (nvidia-*-cu12), and the host's driver is
@@ -47,8 +48,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # The mount points exist in the image, owned by the service user, so that Docker initialises new
 # named volumes with that owner and the non-root process can write to them.
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/glimpse glimpse \
- && mkdir -p /data /models /media \
- && chown glimpse:glimpse /data /models
+ && mkdir -p /data /models /media /home/glimpse/.ray \
+ && chown glimpse:glimpse /data /models /home/glimpse/.ray
 COPY --from=build /opt/venv /opt/venv
 USER glimpse
 WORKDIR /home/glimpse

@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@echo "==> installing PyTorch: $(TORCH) (the first time: a large download unless cached)"
 	$(PIP) install $(TORCH)
 	@echo "==> installing Glimpse and its dependencies"
-	$(PIP) install -e '.[dev,postgres]'
+	$(PIP) install -e '.[dev,postgres,ray]'
 	touch $@
 	@echo "==> installed into $(VENV)"
 
@@ -49,6 +49,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/index_images.py
+	$(BIN)/python bench/index_images.py --ray --catalogue 96 --photos 0 --rounds 3
 	$(BIN)/python bench/video_sampling.py
 	$(BIN)/python bench/query_latency.py
 

@@ -65,6 +65,21 @@ def encode_text_trimmed(
     return x
 
 
+def normalize_on_device(crops: np.ndarray, cfg: PreprocessConfig, device: str) -> torch.Tensor:
+    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 model input on ``device``: the arithmetic
+    of :meth:`PreprocessConfig.normalize`, done by torch where the model runs (the result is a
+    channels-last view, the layout the GPU path uses anyway)."""
+    if not crops.flags.writeable:  # a read-only view (Ray's zero-copy batches): torch wants its own
+        crops = crops.copy()
+    x = torch.from_numpy(np.ascontiguousarray(crops))
+    if device.startswith("cuda"):
+        x = x.pin_memory().to(device, non_blocking=True)
+    x = x.to(torch.float32) / 255.0
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device)
+    return ((x - mean) / std).permute(0, 3, 1, 2)
+
+
 class Encoder:
     """Lazily loaded OpenCLIP model: images and texts in, normalised float32 vectors out."""
 
@@ -161,11 +176,25 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         cuda = self.device.startswith("cuda")
         if cuda:
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+            if pixels.device.type == "cpu":
+                pixels = pixels.pin_memory().to(self.device, non_blocking=True)
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             features = self.model.encode_image(pixels)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
+
+    def encode_image_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Encode (N, S, S, 3) uint8 crops (:meth:`PreprocessConfig.crop`) into (N, D) unit vectors.
+
+        On the CPU the crops are normalised by :meth:`PreprocessConfig.normalize`, the arithmetic
+        of the decode workers' ``to_array``, so the vectors are those of :meth:`encode_image_tensors`
+        on the same images. On a GPU the uint8 crops are copied (a quarter of the float bytes)
+        and normalised there (:func:`normalize_on_device`), which keeps that work off the CPU.
+        """
+        cfg = self.preprocess_config()
+        if not self.device.startswith("cuda"):
+            return self.encode_image_tensors(cfg.normalize(crops))
+        return self.encode_image_tensors(normalize_on_device(crops, cfg, self.device))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode decoded RGB images (any size) into (N, D) unit vectors, preprocessed exactly as

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -18,7 +19,8 @@ class VectorIndex:
     """
 
     def __init__(self, index: faiss.Index) -> None:
-        self._index = index
+        # Any: FAISS's bundled stubs type the SWIG base class, not the IndexIDMap2 kept here.
+        self._index: Any = index
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
@@ -76,5 +78,5 @@ class VectorIndex:
         if len(allowed) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         selector = faiss.IDSelectorBatch(allowed)
-        params = faiss.SearchParameters(sel=selector)
+        params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG kwargs
         return self._index.search(queries, min(k, len(allowed)), params=params)

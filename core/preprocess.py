@@ -33,10 +33,18 @@ class PreprocessConfig:
     resize_mode: str = "shortest"
 
     def to_array(self, img: Image.Image) -> np.ndarray:
-        """The model input for a PIL RGB image as (3, S, S) float32, without torch.
+        """The model input for a PIL RGB image as (3, S, S) float32, without torch:
+        ``normalize(crop(img))``.
 
         Mirrors open_clip's eval transform (shortest-side resize, centre crop, normalise) so
         decode workers need only Pillow and NumPy; a test checks it against ``transform()``.
+        """
+        return self.normalize(self.crop(img))
+
+    def crop(self, img: Image.Image) -> np.ndarray:
+        """The resized, centre-cropped image as (S, S, 3) uint8: the model input before
+        normalisation, a quarter of its bytes (what the Ray runner ships between nodes).
+
         When the resized image would be much larger than the crop (an extreme aspect ratio),
         only the part that survives the crop is resampled (Pillow's ``box``: the same filter
         taps, rounded slightly differently), so the work and the memory stay bounded by the
@@ -67,9 +75,15 @@ class PreprocessConfig:
                 if (new_w, new_h) != (w, h):
                     img = img.resize((new_w, new_h), resample)
                 img = img.crop((left, top, left + size, top + size))
-        pixels = np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img, dtype=np.uint8)
+
+    def normalize(self, crops: np.ndarray) -> np.ndarray:
+        """(..., S, S, 3) uint8 crops -> (..., 3, S, S) float32 model input, scaled to [0, 1] and
+        standardised with the model's mean and std; element for element the same arithmetic
+        whether one crop or a stacked batch comes in."""
+        pixels = np.asarray(crops, dtype=np.float32) / 255.0
         mean, std = np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+        return np.ascontiguousarray(np.moveaxis((pixels - mean) / std, -1, -3))
 
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         import open_clip

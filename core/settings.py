@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     video_max_frames: int = Field(default=3600, ge=1)
     video_sampling: Literal["fps", "keyframes"] = "fps"
     segment_threshold: float = Field(default=0.95, ge=0, le=1.0)
+
+    ray_address: str | None = Field(
+        default=None,
+        description="index on a Ray cluster: auto (the running one, else a new local one), "
+        "local (a new local one) or the head's address; unset: on this machine",
+    )
+    ray_actors: int = Field(
+        default=0, ge=0, description="embedding actors on the cluster; 0 = one per GPU, or one per node"
+    )
     moments_per_video: int = Field(default=3, ge=1)
 
     host: str = "127.0.0.1"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +25,7 @@ from glimpse.core.vocabulary import Kind
 if TYPE_CHECKING:  # the CLI starts without torch, FAISS or SQLAlchemy: each command imports its own
     from glimpse.core.encoder import Encoder
     from glimpse.core.library import Library
+    from glimpse.indexer.pipeline import EmbeddingStage
     from glimpse.indexer.scan import ScanPlan
 from glimpse.training.cli import train_command
 
@@ -73,7 +75,9 @@ def settings(**extra: Any) -> Settings:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Messages and paths are text, not markup: "glimpse-search[ray]" or a folder named "[2024]"
+    # must print as they are.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -136,6 +140,22 @@ def index(
     video_sampling: Annotated[
         str | None, typer.Option(help="fps (default) or keyframes (fast mode for huge archives).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="auto|local|ADDRESS",
+            help="Read, decode and embed on a Ray cluster (needs glimpse-search[ray]): auto (the "
+            "running cluster, else a new local one), local, or the head's HOST:PORT "
+            "(env GLIMPSE_RAY_ADDRESS). Every node must see the media under the same paths.",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-actors", min=1, help="Embedding actors on the cluster (default: one per GPU, or per node)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
@@ -153,6 +173,8 @@ def index(
         workers=workers,
         video_fps=video_fps,
         video_sampling=video_sampling,
+        ray_address=ray,
+        ray_actors=ray_actors,
     )
     targets = list(paths or [])
     if manifest is not None and not targets:
@@ -161,6 +183,14 @@ def index(
         raise fail("give at least one folder or file to index (or --manifest)")
     library = open_library(s)
     encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
+    stage: EmbeddingStage | None = None
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError)
+    if s.ray_address:
+        # Only now: Ray (and this module's workers) cost seconds to import and are an optional extra.
+        from glimpse.indexer.ray_runner import ClusterError, RayEmbedding
+
+        stage = RayEmbedding(encoder, s, s.ray_address)
+        errors += (ClusterError,)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -183,8 +213,10 @@ def index(
                 bar.update(task, rate=f"{t.completed / t.elapsed:.1f} files/s")
 
         try:
-            summary = Indexer(library, encoder, s, progress=on_progress).run(targets, on_plan=on_plan)
-        except (FileNotFoundError, LibraryBusy, ModelLoadError) as exc:
+            summary = Indexer(library, encoder, s, progress=on_progress, stage=stage).run(
+                targets, on_plan=on_plan
+            )
+        except errors as exc:
             raise fail(str(exc)) from None
     report: dict[str, Any] = summary.as_dict()
     if manifest is not None:
@@ -207,14 +239,14 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"({report['units']} vectors added, index holds {report['index_size']}, {report['seconds']:.1f}s)"
     )
     for f in report["failed"]:
-        out.print(f"  [red]failed[/] {f['path']}: {f['error']}", highlight=False)
+        out.print(f"  [red]failed[/] {escape(f['path'])}: {escape(f['error'])}", highlight=False)
     for w in report["warnings"]:
-        out.print(f"  [yellow]warning[/] {w['path']}: {w['warning']}", highlight=False)
+        out.print(f"  [yellow]warning[/] {escape(w['path'])}: {escape(w['warning'])}", highlight=False)
     m = report.get("manifest")
     if m:
         out.print(f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files")
         for row in m["missing"][:20]:
-            out.print(f"  [yellow]missing[/] line {row['line']}: {row['path']}", highlight=False)
+            out.print(f"  [yellow]missing[/] line {row['line']}: {escape(row['path'])}", highlight=False)
 
 
 @app.command()
@@ -331,13 +363,13 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
     table.add_column("score", justify="right")
     table.add_column("item")
     for r in rows:
-        where = r["path"]
+        where = escape(r["path"])
         if r.get("steps"):
             where += " @ " + " then ".join(format_span(step["start"], step["end"]) for step in r["steps"])
         elif r.get("start") is not None and r.get("end") is not None:
             where += f" @ {format_span(r['start'], r['end'])}"
         if r.get("title"):
-            where = f"{r['title']}  [dim]{where}[/]"
+            where = f"{escape(r['title'])}  [dim]{where}[/]"
         table.add_row(f"{r['score']:.3f}", where)
     out.print(table)
 

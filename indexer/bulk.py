@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
@@ -107,7 +109,7 @@ def _unit_rows(vectors: np.ndarray, n: int) -> np.ndarray:
     return vectors / norms
 
 
-def _insert_assets(s, paths: Sequence[str], kind: str, fields: Sequence[dict[str, Any]] | None) -> np.ndarray:
+def _insert_assets(s: Session, paths: Sequence[str], kind: str, fields: Sequence[dict[str, Any]] | None) -> np.ndarray:
     now = utcnow()
     ids: list[int] = []
     for start in range(0, len(paths), _CHUNK):
@@ -121,7 +123,7 @@ def _insert_assets(s, paths: Sequence[str], kind: str, fields: Sequence[dict[str
     return np.asarray(ids, dtype=np.int64)
 
 
-def _asset_row(path: str, kind: str, values: dict[str, Any], now) -> dict[str, Any]:
+def _asset_row(path: str, kind: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
     file = Path(path)
     try:
         st = file.stat()
@@ -143,7 +145,7 @@ def _asset_row(path: str, kind: str, values: dict[str, Any], now) -> dict[str, A
     }
 
 
-def _insert_units(s, asset_ids: np.ndarray) -> np.ndarray:
+def _insert_units(s: Session, asset_ids: np.ndarray) -> np.ndarray:
     ids: list[int] = []
     for start in range(0, len(asset_ids), _CHUNK):
         rows = [{"asset_id": int(a)} for a in asset_ids[start : start + _CHUNK]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import select
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext, SpawnContext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,7 +83,7 @@ def lower_thread_priority(niceness: int = DECODER_NICENESS) -> None:
 @dataclass
 class DecodedImage:
     path: str
-    pixels: np.ndarray | None = None
+    pixels: np.ndarray | None = None  # (3, S, S) float32 model input, or (S, S, 3) uint8 crop
     width: int | None = None
     height: int | None = None
     content_hash: str | None = None
@@ -89,8 +91,14 @@ class DecodedImage:
     error: str | None = None
 
 
-def decode_image_file(path: str, cfg: PreprocessConfig, max_pixels: int) -> DecodedImage:
-    """Read, hash, decode and preprocess one image; never raises for a bad file."""
+def decode_image_file(
+    path: str, cfg: PreprocessConfig, max_pixels: int, normalize: bool = True
+) -> DecodedImage:
+    """Read, hash, decode and preprocess one image; never raises for a bad file.
+
+    ``pixels`` is the (3, S, S) float32 model input, or with ``normalize=False`` the (S, S, 3)
+    uint8 crop that :meth:`PreprocessConfig.normalize` turns into it (a quarter of the bytes to
+    move between processes or machines)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -102,7 +110,7 @@ def decode_image_file(path: str, cfg: PreprocessConfig, max_pixels: int) -> Deco
         img, (width, height) = decode_image(data, max_pixels, draft_size=max(cfg.image_size, THUMBNAIL_SIZE))
         return DecodedImage(
             path,
-            pixels=cfg.to_array(img),
+            pixels=cfg.to_array(img) if normalize else cfg.crop(img),
             width=width,
             height=height,
             content_hash=digest,
@@ -120,7 +128,7 @@ class VideoFrames:
 
     path: str
     times: list[float]
-    pixels: np.ndarray
+    pixels: np.ndarray  # (N, 3, S, S) float32 model input, or (N, S, S, 3) uint8 crops
     thumbnails: list[bytes]
     shot_changes: list[bool]
 
@@ -145,8 +153,10 @@ def video_frames(
     max_frames: int,
     mode: SamplingMode,
     chunk: int = 16,
+    normalize: bool = True,
 ) -> Iterator[VideoFrames | VideoDone]:
-    """Sample one video and yield preprocessed chunks, then exactly one :class:`VideoDone`."""
+    """Sample one video and yield preprocessed chunks, then exactly one :class:`VideoDone`
+    (``normalize`` as for :func:`decode_image_file`)."""
     from glimpse.indexer.scan import content_hash
     from glimpse.indexer.video import VideoDecodeError, probe_video, sample_frames
 
@@ -165,7 +175,7 @@ def video_frames(
             buf.append(frame)
             done.frames += 1
             if len(buf) >= chunk:
-                yield _chunk(path, buf, cfg)
+                yield _chunk(path, buf, cfg, normalize)
                 buf = []
     except VideoDecodeError as exc:
         if done.frames == 0:
@@ -178,18 +188,18 @@ def video_frames(
     if done.error:
         buf = []
     if buf:
-        yield _chunk(path, buf, cfg)
+        yield _chunk(path, buf, cfg, normalize)
     if done.frames == 0 and not done.error:
         done.error = "no frames could be decoded"
     yield done
 
 
-def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig) -> VideoFrames:
+def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig, normalize: bool) -> VideoFrames:
     images = [Image.fromarray(f.image) for f in frames]
     return VideoFrames(
         path,
         times=[f.time for f in frames],
-        pixels=np.stack([cfg.to_array(im) for im in images]),
+        pixels=np.stack([cfg.to_array(im) if normalize else cfg.crop(im) for im in images]),
         thumbnails=[make_thumbnail(im) for im in images],
         shot_changes=[bool(getattr(f, "shot_change", False)) for f in frames],
     )
@@ -197,3 +207,15 @@ def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig) -> Vide
 
 def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc)
+
+
+def mp_context() -> ForkServerContext | SpawnContext:
+    """How decode processes start: fork after torch has started its thread pools can deadlock;
+    forkserver is safe and cheap."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    # Preload only the (torch-free) decode module: the default also re-imports __main__, which in
+    # a script that imports torch costs seconds of CPU taken from the model.
+    ctx.set_forkserver_preload(["glimpse.indexer.decode"])
+    return ctx

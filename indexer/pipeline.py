@@ -2,8 +2,9 @@
 
 Read in this order: :meth:`Indexer.run` takes the writer lock and records the run, plans the scan
 (:mod:`glimpse.indexer.scan`: what is new, changed, unchanged, removed), then streams the files
-through the reader (:mod:`~glimpse.indexer.reader`: decode and sample, in worker processes), the
-mapper (:mod:`~glimpse.indexer.mapper`: the model, in batches) and the writer
+through an embedding stage — on this machine the reader (:mod:`~glimpse.indexer.reader`: decode
+and sample, in worker processes) and the mapper (:mod:`~glimpse.indexer.mapper`: the model, in
+batches); on a Ray cluster :mod:`~glimpse.indexer.ray_runner` — into the writer
 (:mod:`~glimpse.indexer.writer`: shard, thumbnails and SQL in one crash-safe commit), and last
 publishes the index. A crash at any point loses at most the uncommitted chunk; the next run redoes
 it without duplicates.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
@@ -23,19 +25,63 @@ from glimpse.core.vocabulary import RunStatus
 from glimpse.indexer.mapper import Mapper
 from glimpse.indexer.reader import Decoded, Failure, Reader, Stop
 from glimpse.indexer.scan import FileEntry, ScanPlan, plan_scan, walk
-from glimpse.indexer.writer import CatalogueWriter, Embedded, IndexSummary
+from glimpse.indexer.writer import CatalogueWriter, Deferred, Embedded, IndexSummary
 
 if TYPE_CHECKING:
     from glimpse.core.encoder import Encoder
 
-__all__ = ["COMMIT_SECONDS", "INDEX_REFRESH_SECONDS", "IndexSummary", "Indexer"]
+__all__ = [
+    "COMMIT_SECONDS",
+    "INDEX_REFRESH_SECONDS",
+    "EmbeddingStage",
+    "IndexSummary",
+    "Indexer",
+    "LocalEmbedding",
+]
 
 COMMIT_SECONDS = 20.0  # a chunk commits after this long (or commit_units vectors), so a crash loses little
 INDEX_REFRESH_SECONDS = 300.0  # long runs publish the index this often for the API
 
+# What an embedding stage streams to the writer: a finished asset, a file to leave for the next
+# run, or None now and then while nothing finished (so chunks still commit on time).
+Streamed = Embedded | Deferred | None
+
+
+class EmbeddingStage(Protocol):
+    """Reads, decodes and embeds planned files: on this machine (:class:`LocalEmbedding`) or on a
+    cluster (``glimpse.indexer.ray_runner.RayEmbedding``). The runner commits what it streams."""
+
+    def embed(self, todo: list[FileEntry]) -> AbstractContextManager[Iterator[Streamed]]:
+        """A context whose value yields each file of ``todo`` once, as an :class:`Embedded`
+        (embedded, or failed with the reason) or a :class:`Deferred`; leaving it stops the work.
+        Raises when the stage itself breaks (not for a bad file)."""
+        ...
+
+
+class LocalEmbedding:
+    """The stage on this machine: decode workers (:mod:`~glimpse.indexer.reader`) feed the model
+    (:mod:`~glimpse.indexer.mapper`)."""
+
+    def __init__(self, encoder: Encoder, settings: Settings) -> None:
+        self.encoder = encoder
+        self.settings = settings
+
+    @contextmanager
+    def embed(self, todo: list[FileEntry]) -> Iterator[Iterator[Streamed]]:
+        items: queue.Queue[Decoded | Stop | Failure] = queue.Queue(maxsize=8 * self.settings.batch_size)
+        reader = Reader(todo, self.encoder.preprocess_config(), self.settings, items)
+        mapper = Mapper(self.encoder, self.settings.batch_size)
+        try:
+            yield mapper.embed(items, len(reader.threads), {str(e.path): e for e in todo})
+        finally:
+            reader.close()
+
 
 class Indexer:
-    """Indexes files into a library with the library's model; one run at a time per library."""
+    """Indexes files into a library with the library's model; one run at a time per library.
+
+    ``stage`` embeds the planned files (default: :class:`LocalEmbedding`, on this machine); whatever
+    it is, this runner plans, commits and publishes, so every invariant holds the same way."""
 
     def __init__(
         self,
@@ -43,11 +89,13 @@ class Indexer:
         encoder: Encoder,
         settings: Settings,
         progress: Callable[[str, int], None] | None = None,
+        stage: EmbeddingStage | None = None,
     ) -> None:
         self.library = library
         self.encoder = encoder
         self.settings = settings
         self.progress = progress or (lambda _event, _n: None)
+        self.stage = stage or LocalEmbedding(encoder, settings)
 
     def run(self, paths: list[Path], on_plan: Callable[[ScanPlan], None] | None = None) -> IndexSummary:
         """Index everything below ``paths`` that is new or changed, sweep what was removed, and
@@ -64,7 +112,7 @@ class Indexer:
             self.library.bind_model(self.encoder.ref, self.encoder.dim)
             self.library.add_media_roots([r if r.is_dir() else r.parent for r in roots])
             run_id = writer.start_run()
-            status = RunStatus.FAILED
+            status, message = RunStatus.FAILED, None
             try:
                 with self.library.Session() as s:
                     plan = plan_scan(s, roots, walk(roots, skip=self.library.root))
@@ -78,36 +126,40 @@ class Indexer:
             except KeyboardInterrupt:
                 status = RunStatus.INTERRUPTED
                 raise
+            except Exception as exc:
+                message = str(exc)[:2000]  # the run record says why it failed
+                raise
             finally:
                 # Whatever happened, publish an index that matches what was committed.
                 snapshot = self.library.rebuild_index()
                 summary.index_size = len(snapshot.index)
                 summary.seconds = time.monotonic() - started
-                writer.finish_run(run_id, status)
+                writer.finish_run(run_id, status, message)
         return summary
 
     def _embed_all(self, todo: list[FileEntry], writer: CatalogueWriter) -> None:
-        """Read, embed and commit ``todo``: chunks commit every ``commit_units`` vectors or
-        ``COMMIT_SECONDS``, and the index is published every ``INDEX_REFRESH_SECONDS``."""
+        """Embed ``todo`` through the stage and commit what it streams (:meth:`_commit_stream`)."""
         if not todo:
             return
-        items: queue.Queue[Decoded | Stop | Failure] = queue.Queue(maxsize=8 * self.settings.batch_size)
-        reader = Reader(todo, self.encoder.preprocess_config(), self.settings, items)
-        mapper = Mapper(self.encoder, self.settings.batch_size)
+        with self.stage.embed(todo) as stream:
+            self._commit_stream(stream, writer)
+
+    def _commit_stream(self, stream: Iterator[Streamed], writer: CatalogueWriter) -> None:
+        """Commit finished assets in chunks of ``commit_units`` vectors or every ``COMMIT_SECONDS``,
+        and publish the index every ``INDEX_REFRESH_SECONDS``: the one commit path of every stage."""
         ready: list[Embedded] = []
         last_commit = last_publish = time.monotonic()
-        try:
-            for embedded in mapper.embed(items, len(reader.threads), {str(e.path): e for e in todo}):
-                if embedded is not None:
-                    ready.append(embedded)
-                now = time.monotonic()
-                vectors = sum(len(e.vectors) for e in ready)
-                if ready and (vectors >= self.settings.commit_units or now - last_commit > COMMIT_SECONDS):
-                    writer.commit(ready)
-                    ready, last_commit = [], now
-                if now - last_publish > INDEX_REFRESH_SECONDS:
-                    self.library.rebuild_index()
-                    last_publish = now
-            writer.commit(ready)
-        finally:
-            reader.close()
+        for item in stream:
+            if isinstance(item, Embedded):
+                ready.append(item)
+            elif isinstance(item, Deferred):
+                writer.defer(item)
+            now = time.monotonic()
+            vectors = sum(len(e.vectors) for e in ready)
+            if ready and (vectors >= self.settings.commit_units or now - last_commit > COMMIT_SECONDS):
+                writer.commit(ready)
+                ready, last_commit = [], now
+            if now - last_publish > INDEX_REFRESH_SECONDS:
+                self.library.rebuild_index()
+                last_publish = now
+        writer.commit(ready)

@@ -8,7 +8,6 @@ files come back as results with an ``error``) puts a :class:`Failure` so the run
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import threading
@@ -16,7 +15,6 @@ from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.context import BaseContext
 
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import Settings
@@ -28,6 +26,7 @@ from glimpse.indexer.decode import (
     decode_image_file,
     init_worker,
     lower_thread_priority,
+    mp_context,
     video_frames,
 )
 from glimpse.indexer.scan import FileEntry
@@ -167,16 +166,5 @@ def drain(q: queue.Queue[Decoded | Stop | Failure]) -> None:
 
 def decode_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
-        workers, mp_context=_mp_context(), initializer=init_worker, initargs=(os.getpid(),)
+        workers, mp_context=mp_context(), initializer=init_worker, initargs=(os.getpid(),)
     )
-
-
-def _mp_context() -> BaseContext:
-    # fork after torch has started its thread pools can deadlock; forkserver is safe and cheap.
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    # Preload only the (torch-free) decode module: the default also re-imports __main__, which in
-    # a script that imports torch costs seconds of CPU taken from the model.
-    ctx.set_forkserver_preload(["glimpse.indexer.decode"])
-    return ctx

@@ -85,6 +85,16 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A file this run could not read for a reason outside the file itself (a cluster node that
+    does not see the media): reported with the run and left as the catalogue has it, so the next
+    run tries it again instead of recording it as a broken file."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class NewUnit:
     """A unit to store: a whole image, or a video segment from ``t_start`` to ``t_end`` seconds."""
 
@@ -156,6 +166,11 @@ class CatalogueWriter:
                 )
         summary.units += len(stored)
         self.progress("committed", len(finished))
+
+    def defer(self, deferred: Deferred) -> None:
+        """Report a :class:`Deferred` file with the run's failures; the catalogue is not touched."""
+        self.summary.failed.append((deferred.path, deferred.reason))
+        self.progress("deferred", 1)
 
     def _write_thumbnails(self, stored: list[tuple[Unit, NewUnit]]) -> None:
         folders: set[Path] = set()

@@ -145,3 +145,37 @@ def shape_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from glimpse.training.synthetic import make_pairs
 
     return make_pairs(tmp_path_factory.mktemp("pairs"), 40, seed=7, image_size=64)
+
+
+RAY_MISSING = "the ray extra is not installed (pip install 'glimpse-search[ray]')"
+
+
+def _ray_env() -> dict[str, str]:
+    from raycluster import cluster_env
+
+    # setdefault: importing this module again (or a developer's own settings) keeps one value.
+    return {name: os.environ.setdefault(name, value) for name, value in cluster_env().items()}
+
+
+# Ray reads these once, when it is imported, and any test may be the first to import it: every
+# Ray of this session (the test cluster, this process as its driver, the glimpse processes the
+# tests start) stays on the loopback address with the session's own token.
+RAY_ENV = _ray_env()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """A real local Ray cluster (head: 2 CPUs, 300 MB object store) for the whole session; this
+    test process connects to it as a driver, as `glimpse index --ray ADDRESS` does."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip(RAY_MISSING)
+    from raycluster import RayCluster
+
+    cluster = RayCluster(env=RAY_ENV)
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        cluster.stop()

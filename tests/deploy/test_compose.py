@@ -140,8 +140,12 @@ def mount_at(service: dict, target: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # docker-compose.yml
 # ---------------------------------------------------------------------------------------------
+CLUSTER = ("ray-head", "ray-worker", "ray-indexer")
+
+
 def test_compose_runs_database_migration_api_ui_and_an_on_demand_indexer(services: dict) -> None:
-    assert set(services) == {"postgres", "migrate", "api", "webui", "indexer"}
+    # ray-* are the `cluster` profile (their own tests are below).
+    assert set(services) == {"postgres", "migrate", "api", "webui", "indexer", *CLUSTER}
     assert services["postgres"]["image"].split(":")[0] == "postgres"
     assert services["indexer"]["profiles"] == ["indexer"], "the indexer only runs when asked for"
     assert services["indexer"]["restart"] == "no"
@@ -283,6 +287,86 @@ def test_env_example_leaves_every_secret_blank() -> None:
     values = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
     for name in SECRETS_SET:
         assert values.get(name) == "", f"{name} must appear uncommented and empty in .env.example"
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile `cluster`: a Ray head, GPU workers and the indexer that drives them
+# ---------------------------------------------------------------------------------------------
+def _shell(service: dict) -> str:
+    """The command line a service runs, entrypoint and command joined."""
+    entrypoint, command = service.get("entrypoint") or [], service.get("command") or []
+    return " ".join([*entrypoint, *command])
+
+
+def test_the_cluster_runs_only_with_its_profile_on_one_image_for_every_node(services: dict) -> None:
+    for name in CLUSTER:
+        assert services[name]["profiles"] == ["cluster"], name
+    # Ray needs the same Ray and Python versions on every node: one image, built once.
+    images = {services[name]["image"] for name in CLUSTER}
+    assert len(images) == 1 and images.isdisjoint({services["api"]["image"], services["indexer"]["image"]})
+    builds = [services[name]["build"] for name in CLUSTER]
+    assert all(b == builds[0] for b in builds)
+    assert set(builds[0]["args"]["GLIMPSE_EXTRAS"].split(",")) == {"postgres", "gpu", "ray"}
+    assert services["ray-head"]["restart"] == services["ray-worker"]["restart"] == "unless-stopped"
+    assert services["ray-indexer"]["restart"] == "no", "the indexer is a batch job"
+    assert "ray" in _pyproject()["project"]["optional-dependencies"], "the ray extra the image installs"
+
+
+def test_the_head_coordinates_and_the_gpu_workers_and_indexer_join_it(services: dict) -> None:
+    head = _shell(services["ray-head"])
+    port = re.search(r"ray start --head --port=(\d+)", head).group(1)
+    assert "--num-cpus=0" in head and "--num-gpus=0" in head, "the head does no work itself"
+    assert f"localhost:{port}" in " ".join(services["ray-head"]["healthcheck"]["test"])
+    worker = _shell(services["ray-worker"])
+    assert f"--address=ray-head:{port}" in worker and "--block" in worker
+    devices = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    # The indexer joins as a node without CPUs or GPUs (Ray Data does not run over Ray Client),
+    # then runs glimpse on it, pointed at the same head.
+    indexer = _shell(services["ray-indexer"])
+    assert f"ray start --address=ray-head:{port} --num-cpus=0 --num-gpus=0" in indexer
+    assert 'exec glimpse "$$@"' in indexer and services["ray-indexer"]["command"][:2] == ["index", "/media"]
+    assert env_of(services["ray-indexer"])["GLIMPSE_RAY_ADDRESS"] == f"ray-head:{port}"
+    for name in ("ray-worker", "ray-indexer"):
+        assert services[name]["depends_on"]["ray-head"] == {"condition": "service_healthy"}, name
+    assert services["ray-indexer"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "ports" not in services["ray-head"], "the cluster is reached on the compose network only"
+
+
+def test_every_node_shares_the_clusters_token_and_sees_the_media_where_the_indexer_does(
+    resolved: dict,
+) -> None:
+    services = resolved["services"]
+    assert "ray get-auth-token --generate" in _shell(services["ray-head"])
+    token_dirs = {name: mount_at(services[name], "/home/glimpse/.ray") for name in CLUSTER}
+    assert {m["source"] for m in token_dirs.values()} == {"ray-auth"}
+    assert all(m["type"] == "volume" for m in token_dirs.values())
+    # Decode tasks open the paths the indexer planned: the same folder at the same place.
+    for name in ("ray-worker", "ray-indexer"):
+        media = mount_at(services[name], "/media")
+        assert media == mount_at(services["api"], "/media") and media["read_only"] is True, name
+        assert mount_at(services[name], "/models")["source"] == mount_at(services["api"], "/models")["source"]
+    for name in ("ray-worker", "ray-indexer"):
+        assert services[name]["shm_size"], f"{name}: Ray's object store needs shared memory"
+
+
+def test_the_cluster_indexer_writes_the_library_the_api_serves(resolved: dict) -> None:
+    api, indexer = resolved["services"]["api"], resolved["services"]["ray-indexer"]
+    for key in ("GLIMPSE_DATA_DIR", "GLIMPSE_DATABASE_URL", "HF_HOME", "GLIMPSE_MODEL", "GLIMPSE_PRETRAINED"):
+        assert env_of(api)[key] == env_of(indexer)[key], key
+    data = env_of(api)["GLIMPSE_DATA_DIR"]
+    assert mount_at(api, data)["source"] == mount_at(indexer, data)["source"]
+    # Only the indexer writes the library: the Ray nodes get neither it nor the database.
+    for name in ("ray-head", "ray-worker"):
+        node = resolved["services"][name]
+        assert "GLIMPSE_DATABASE_URL" not in env_of(node)
+        assert all(m["target"] != data for m in mounts_of(node)), name
+
+
+def test_the_image_prepares_the_token_folder_for_the_service_user() -> None:
+    runs = " ".join(rest for kw, rest in final_stage() if kw == "RUN")
+    chown = re.search(r"chown\s+\S+\s+([^&]+)", runs)
+    assert chown and "/home/glimpse/.ray" in chown.group(1).split()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,10 +604,17 @@ def test_the_package_builds_from_the_docker_build_context(tmp_path: Path) -> Non
 # ---------------------------------------------------------------------------------------------
 # The commands the containers run exist in the CLI
 # ---------------------------------------------------------------------------------------------
+def _runs_glimpse(service: dict) -> bool:
+    """Whether the command is glimpse's arguments: the image's entrypoint, or an entrypoint that
+    ends by handing its arguments to glimpse (the cluster's indexer joins the cluster first)."""
+    entrypoint = service.get("entrypoint")
+    return entrypoint is None or 'exec glimpse "$$@"' in " ".join(entrypoint)
+
+
 _COMMANDS = {
     name: svc["command"]
     for name, svc in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items()
-    if "command" in svc
+    if "command" in svc and _runs_glimpse(svc)
 }
 
 

@@ -72,6 +72,7 @@ def test_api_serves_through_an_indexing_run_and_picks_up_its_result_without_rest
         "GLIMPSE_MODEL": "glimpse-tiny",
         "GLIMPSE_PRETRAINED": "none",
         "GLIMPSE_WORKERS": "1",
+        "GLIMPSE_FULL_PATHS": "true",  # results name files as the test made them
     }
     _glimpse(env, "db", "upgrade")  # what the compose `migrate` service runs
     _glimpse(env, "index", str(media))

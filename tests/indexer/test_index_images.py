@@ -183,3 +183,25 @@ def test_two_indexers_at_once_the_second_fails_fast(make_settings, image_folder,
         )
     assert done.returncode == 1
     assert "another indexer" in done.stderr
+
+
+def test_the_summary_prints_paths_and_reasons_as_text_not_markup(make_settings, tmp_path):
+    # Rich reads "[...]" as a style: a folder named "[2024]" or a reason quoting an extra must
+    # print as it is, in the summary and in error messages.
+    root = tmp_path / "[2024] [red]trip"
+    save_image(root / "good.png", "red")
+    (root / "bad [b].jpg").write_bytes(b"not an image")
+    s = make_settings()
+    done = subprocess.run(
+        _glimpse(s, "index", str(root), "--model", "glimpse-tiny", "--pretrained", "none"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "500"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"failed {root / 'bad [b].jpg'}: not a supported image" in done.stdout
+    missing = subprocess.run(
+        _glimpse(s, "index", str(root / "[gone]")), capture_output=True, text=True, timeout=300
+    )
+    assert missing.returncode == 1 and "[gone]" in missing.stderr
