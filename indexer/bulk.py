@@ -109,7 +109,9 @@ def _unit_rows(vectors: np.ndarray, n: int) -> np.ndarray:
     return vectors / norms
 
 
-def _insert_assets(s: Session, paths: Sequence[str], kind: str, fields: Sequence[dict[str, Any]] | None) -> np.ndarray:
+def _insert_assets(
+    s: Session, paths: Sequence[str], kind: str, fields: Sequence[dict[str, Any]] | None
+) -> np.ndarray:
     now = utcnow()
     ids: list[int] = []
     for start in range(0, len(paths), _CHUNK):
