@@ -26,6 +26,7 @@ from glimpse.webui.formatting import (
     price_text,
     results_summary,
     search_placeholder,
+    sequence_text,
     time_range,
     upload_error_text,
     upload_limit_mb,
@@ -268,3 +269,17 @@ def test_the_detail_table_keeps_pipes_and_newlines_inside_their_cells():
     table = field_table({**ITEM, "description": "a | b\nc", "url": "https://shop.example/x"})
     assert "| Description | a \\| b c |" in table
     assert "| Link | [https://shop.example/x](https://shop.example/x) |" in table
+
+
+def test_a_sequence_hit_shows_each_steps_moment_in_order_instead_of_one_span():
+    seq = hit(kind="video", start=2.0, end=9.0, best_time=2.5, steps=((2.0, 3.1), (7.4, 9.0)))
+    assert sequence_text(seq) == "0:02.0–0:03.1 → 0:07.4–0:09.0"
+    assert "0:02.0–0:03.1 → 0:07.4–0:09.0" in card_html(seq) and "0:02.0–0:09.0" not in card_html(seq)
+
+
+def test_the_then_box_splits_steps_on_semicolons_and_keeps_at_most_the_apis_four():
+    from glimpse.webui.state import sequence_steps
+
+    assert sequence_steps(" a blue square ; ;a green triangle;") == ["a blue square", "a green triangle"]
+    assert sequence_steps("a;b;c;d;e") == ["a", "b", "c", "d"]
+    assert sequence_steps("  ") == []
