@@ -95,16 +95,13 @@ def library_encoder(s: Settings, library: Library, explicit: bool) -> Encoder:
     """The encoder for this library: its recorded model, unless the user named another (refused)."""
     from glimpse.core.encoder import Encoder
     from glimpse.core.library import ModelMismatch
-    from glimpse.core.models import ModelRef
+    from glimpse.core.models import ModelLoadError, model_ref
 
     recorded = library.library_model()
-    if recorded is not None and not explicit:
-        ref = recorded
-    else:
-        ref = ModelRef(s.model, s.pretrained)
     try:
+        ref = recorded if recorded is not None and not explicit else model_ref(s.model, s.pretrained)
         library.check_model(ref)
-    except ModelMismatch as exc:
+    except (ModelMismatch, ModelLoadError) as exc:
         raise fail(str(exc)) from None
     return Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size)
 
@@ -113,14 +110,18 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="open_clip model name, glimpse-tiny or glimpse-demo (env GLIMPSE_MODEL; default ViT-B-32).",
+        help="open_clip model name, glimpse-tiny (random init, for tests) or glimpse-demo (small, "
+        "ships with Glimpse, works offline) (env GLIMPSE_MODEL; default ViT-B-32).",
     ),
 ]
 PretrainedOpt = Annotated[
     str | None,
     typer.Option(
         "--pretrained",
-        help="Pretrained tag (downloaded once) or a local checkpoint file; 'none' for random init.",
+        help="Weights: an open_clip tag of the model (downloaded once), a local checkpoint file, or "
+        "'none' for random init (env GLIMPSE_PRETRAINED). Default: the model's own - glimpse-demo its "
+        "bundled weights, glimpse-tiny random init, an open_clip model its LAION-2B tag (ViT-B-32: "
+        "laion2b_s34b_b79k, ViT-L-14: laion2b_s32b_b82k), else openai, else its first tag.",
     ),
 ]
 
