@@ -51,3 +51,47 @@ def remove_stale_temp_files(folder: Path) -> None:
     if folder.is_dir():
         for tmp in folder.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+# File names are bytes on POSIX; Python holds one that is not valid UTF-8 as a str with lone
+# surrogates (os.fsdecode's surrogateescape), which no database, JSON document or terminal
+# accepts. The catalogue stores such a path as FS_BYTES_PREFIX + its bytes percent-encoded
+# (urllib.parse.quote, "/" kept): "/photos/caf\udce9.png" is stored as
+# "fsbytes:/photos/caf%E9.png". A stored path otherwise always starts with "/" (it is absolute),
+# so the prefix cannot be confused with a real path, and the mapping is lossless both ways.
+FS_BYTES_PREFIX = "fsbytes:"
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is valid Unicode text (no lone surrogates from undecodable bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def path_to_db(path: str) -> str:
+    """The catalogue's spelling of a file path (see FS_BYTES_PREFIX): itself when it is text."""
+    if is_text(path):
+        return path
+    from urllib.parse import quote
+
+    return FS_BYTES_PREFIX + quote(os.fsencode(path), safe="/")
+
+
+def path_from_db(value: str) -> str:
+    """The inverse of :func:`path_to_db`: the path as Python's file functions take it."""
+    if not value.startswith(FS_BYTES_PREFIX):
+        return value
+    from urllib.parse import unquote_to_bytes
+
+    return os.fsdecode(unquote_to_bytes(value[len(FS_BYTES_PREFIX) :]))
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print, log or put in JSON: undecodable bytes shown as ``\\xe9`` (as ``ls -b``
+    does); text that is valid Unicode is returned unchanged."""
+    if is_text(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -117,7 +117,8 @@ class Library:
         with self.Session.begin() as s:
             known = set(s.scalars(select(MediaRoot.path)))
             for p in paths:
-                if str(p) not in known:
+                if str(p) not in known:  # once, even when two paths given share a folder
+                    known.add(str(p))
                     s.add(MediaRoot(path=str(p)))
 
     def media_roots(self) -> list[Path]:

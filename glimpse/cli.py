@@ -243,6 +243,8 @@ def _print_summary(report: dict[str, Any]) -> None:
         out.print(f"  [red]failed[/] {escape(f['path'])}: {escape(f['error'])}", highlight=False)
     for w in report["warnings"]:
         out.print(f"  [yellow]warning[/] {escape(w['path'])}: {escape(w['warning'])}", highlight=False)
+    for k in report.get("skipped", []):
+        out.print(f"  [yellow]skipped[/] {escape(k['path'])}: {escape(k['reason'])}", highlight=False)
     m = report.get("manifest")
     if m:
         out.print(f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files")

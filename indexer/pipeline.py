@@ -114,8 +114,10 @@ class Indexer:
             run_id = writer.start_run()
             status, message = RunStatus.FAILED, None
             try:
+                allowed = self.library.media_roots()
                 with self.library.Session() as s:
-                    plan = plan_scan(s, roots, walk(roots, skip=self.library.root))
+                    entries = walk(roots, skip=self.library.root, allowed=allowed, skipped=summary.skipped)
+                    plan = plan_scan(s, roots, entries)
                 if on_plan:
                     on_plan(plan)
                 summary.unchanged = plan.unchanged
