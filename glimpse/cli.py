@@ -247,9 +247,17 @@ def _print_summary(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]skipped[/] {escape(k['path'])}: {escape(k['reason'])}", highlight=False)
     m = report.get("manifest")
     if m:
-        out.print(f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files")
+        out.print(
+            f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files, "
+            f"{len(m['invalid'])} rows refused"
+        )
         for row in m["missing"][:20]:
             out.print(f"  [yellow]missing[/] line {row['line']}: {escape(row['path'])}", highlight=False)
+        for row in m["invalid"][:20]:
+            where = f"{row['field']}: " if row.get("field") else ""
+            out.print(
+                f"  [red]invalid[/] line {row['line']}: {escape(where + row['error'])}", highlight=False
+            )
 
 
 @app.command()
