@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,3 +97,61 @@ def printable(text: str) -> str:
     if is_text(text):
         return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class DiskFull(RuntimeError):
+    """A write failed because a disk (or quota, or the database's own limit) is full.
+
+    The message is one line: what failed, where, and how much space is left there."""
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full(exc: BaseException, where: Path, database: str | None = None) -> DiskFull | None:
+    """A :class:`DiskFull` describing ``exc`` when it (or what caused it) is a full disk: an OSError
+    ENOSPC/EDQUOT, SQLite's SQLITE_FULL, or PostgreSQL's disk_full (SQLSTATE 53100); else None.
+    ``where`` is the library folder, named when the error does not say which file it was
+    writing; ``database`` is the SQLite file, if the catalogue is one."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, DiskFull):
+            return e
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            target = Path(os.fsdecode(e.filename)) if e.filename else where
+            return DiskFull(_full_message(f"writing in {printable(str(target))}", target))
+        if "database or disk is full" in str(e) or "SQLITE_FULL" in str(e):
+            target = Path(database) if database else where
+            return DiskFull(_full_message(f"writing the catalogue {printable(str(target))}", target))
+        if getattr(e, "sqlstate", None) == "53100":
+            return DiskFull(f"disk full on the PostgreSQL server: it could not write the catalogue; {_AFTER}")
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return None
+
+
+_AFTER = "the run is marked failed, everything committed before is kept; free some space and run it again"
+
+
+def _full_message(what: str, target: Path) -> str:
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f"{_size(shutil.disk_usage(probe).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    return f"disk full while {what} ({free}); {_AFTER}"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

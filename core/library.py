@@ -216,4 +216,10 @@ class Library:
             if index is None:
                 raise
             return IndexSnapshot(version, index)
+        except OSError:
+            # No room to write the repaired index (a full disk): serve it from memory, built from
+            # the shards for exactly the live units; the next open with room writes it.
+            store = self.vector_store()
+            ids, vectors = store.load(wanted=self.live_unit_ids())
+            return IndexSnapshot(version, VectorIndex.build(ids, vectors, store.dim))
         return IndexSnapshot(snapshot.version, snapshot.index, repaired=True)

@@ -77,7 +77,7 @@ def settings(**extra: Any) -> Settings:
 def fail(message: str, code: int = 1) -> typer.Exit:
     # Messages and paths are text, not markup: "glimpse-search[ray]" or a folder named "[2024]"
     # must print as they are.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line stays one
     return typer.Exit(code)
 
 
@@ -163,6 +163,7 @@ def index(
     from glimpse.core.runtime import let_idle_openmp_threads_sleep
 
     let_idle_openmp_threads_sleep()  # before torch and FAISS load
+    from glimpse.core.fsutil import DiskFull
     from glimpse.core.library import LibraryBusy
     from glimpse.core.models import ModelLoadError
     from glimpse.indexer.pipeline import Indexer
@@ -185,7 +186,7 @@ def index(
     library = open_library(s)
     encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
     stage: EmbeddingStage | None = None
-    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError)
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError, DiskFull)
     if s.ray_address:
         # Only now: Ray (and this module's workers) cost seconds to import and are an optional extra.
         from glimpse.indexer.ray_runner import ClusterError, RayEmbedding

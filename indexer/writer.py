@@ -238,7 +238,18 @@ class CatalogueWriter:
 
     # -- run records -----------------------------------------------------------------------
     def start_run(self) -> int:
+        """Record a new run (the caller holds the writer lock). A run still recorded as running
+        was stopped before it could say how it ended (killed, or its disk was full): it is
+        recorded as failed now."""
         with self.library.Session.begin() as s:
+            s.execute(
+                update(IndexRun)
+                .where(IndexRun.status == RunStatus.RUNNING)
+                .values(
+                    status=RunStatus.FAILED,
+                    message="stopped before it finished (killed, or it could not write)",
+                )
+            )
             run = IndexRun(status=RunStatus.RUNNING)
             s.add(run)
             s.flush()
