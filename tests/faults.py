@@ -78,7 +78,9 @@ def units_per_asset(settings: Settings, paths: Iterable[Path]) -> dict[str, int]
     try:
         with library.Session() as s:
             rows = dict(
-                s.execute(select(Asset.path, func.count(Unit.id)).join(Unit, isouter=True).group_by(Asset.path)).all()
+                s.execute(
+                    select(Asset.path, func.count(Unit.id)).join(Unit, isouter=True).group_by(Asset.path)
+                ).all()
             )
         return {str(p): int(rows.get(str(p), 0)) for p in paths}
     finally:

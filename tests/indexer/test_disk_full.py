@@ -57,9 +57,13 @@ def test_a_full_disk_fails_the_run_clearly_and_keeps_what_was_committed(
     s = make_settings(commit_units=4, batch_size=4)
     library = Library(s)
     if where == "thumbnail":  # the 10th thumbnail: two chunks of 4 committed, the third fails
-        monkeypatch.setattr(writer_module, "atomic_write", _fail_after(9, writer_module.atomic_write, lambda p, **_: p))
+        monkeypatch.setattr(
+            writer_module, "atomic_write", _fail_after(9, writer_module.atomic_write, lambda p, **_: p)
+        )
     else:  # the 3rd shard
-        monkeypatch.setattr(VectorStore, "append", _fail_after(2, VectorStore.append, lambda st, *_: st.folder))
+        monkeypatch.setattr(
+            VectorStore, "append", _fail_after(2, VectorStore.append, lambda st, *_: st.folder)
+        )
     with pytest.raises(DiskFull) as caught:
         Indexer(library, tiny_encoder, s).run([photos])
     message = str(caught.value)
@@ -106,20 +110,28 @@ def small_disk(tmp_path: Path, database_url: str | None):
     mount = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
     size = "1m" if database_url is None else "160k"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_glimpse_index_on_a_full_tmpfs_prints_one_line_and_the_next_run_finishes(make_settings, small_disk, tmp_path):
+def test_glimpse_index_on_a_full_tmpfs_prints_one_line_and_the_next_run_finishes(
+    make_settings, small_disk, tmp_path
+):
     root = tmp_path / "big-photos"
     for i in range(60):  # noisy 256 px images: thumbnails that do not compress to nothing
         save_image(root / f"{i:02d}.png", ("red", "green", "blue")[i % 3], size=(256, 192), seed=i)
     s = make_settings().model_copy(update={"data_dir": small_disk / "library"})
     done = subprocess.run(
-        glimpse_command(s, "index", str(root), *MODEL), capture_output=True, text=True, timeout=300, env=fast_env()
+        glimpse_command(s, "index", str(root), *MODEL),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=fast_env(),
     )
     assert done.returncode == 1, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if not line.startswith("WARNING:root:No pretrained")]
@@ -132,7 +144,11 @@ def test_glimpse_index_on_a_full_tmpfs_prints_one_line_and_the_next_run_finishes
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     counts = check_invariants(s)  # with room again: the committed units are all there
     again = subprocess.run(
-        glimpse_command(s, "index", str(root), "--json"), capture_output=True, text=True, timeout=300, env=fast_env()
+        glimpse_command(s, "index", str(root), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=fast_env(),
     )
     assert again.returncode == 0, again.stderr
     after = check_invariants(s)
