@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.responses import FileResponse
 
 from glimpse.core.catalogue import Asset
+from glimpse.core.fsutil import printable
 from glimpse.core.library import Library
 from glimpse.search.api.errors import ApiError
 
@@ -48,7 +49,7 @@ def file_response(path: Path, cache_control: str) -> FileResponse:
         path,
         media_type=media_type,
         content_disposition_type="inline",
-        filename=path.name,
+        filename=printable(path.name),  # a name that is not valid UTF-8 cannot go in a header as is
         headers={"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"},
     )
 
