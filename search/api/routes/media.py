@@ -40,10 +40,11 @@ def media(
     item_id: Annotated[int, Path(ge=1, le=ID_MAX)],
     library: LibraryDep,
     expires: Annotated[
-        int | None, Query(ge=0, description="Of a signed link: its expiry (Unix seconds).")
+        int | None, Query(ge=0, le=ID_MAX, description="Of a signed link: its expiry (Unix seconds).")
     ] = None,
     token: Annotated[
-        str | None, Query(max_length=100, description="Of a signed link: its signature.")
+        str | None,
+        Query(max_length=100, pattern="^[A-Za-z0-9_-]*$", description="Of a signed link: its signature."),
     ] = None,
 ) -> FileResponse:
     """With an API key, or with the `expires` and `token` of a link from `/v1/media/{item_id}/link`."""
