@@ -20,6 +20,7 @@ from glimpse.search.api.deps import require_api_key, require_key_or_media_link
 from glimpse.search.api.errors import install_error_handlers
 from glimpse.search.api.limits import BodyLimitMiddleware
 from glimpse.search.api.methods import add_head_routes
+from glimpse.search.api.openapi import install_openapi
 from glimpse.search.api.routes import embed, health, items, media, search, stats
 from glimpse.search.api.schemas import ErrorResponse
 from glimpse.search.api.service import SearchService
@@ -114,4 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     files.include_router(media.files_router)
     app.include_router(files)
     add_head_routes(app.router)  # /docs and /redoc (/openapi.json is a Starlette route: it has HEAD)
+    install_openapi(app)
     return app

@@ -32,6 +32,12 @@ _FILE_ERRORS: dict[int | str, dict[str, Any]] = {
     responses={
         200: {"content": {"image/*": {}, "video/*": {}}},
         206: {"description": "Partial content (Range)"},
+        400: {"model": ErrorResponse, "description": "A malformed byte range (`invalid_range`)"},
+        416: {
+            "model": ErrorResponse,
+            "description": "The range starts past the end of the file",
+            "headers": {"Content-Range": {"description": "`bytes */<size>`", "schema": {"type": "string"}}},
+        },
         **_FILE_ERRORS,
     },
     summary="The original file (supports HTTP Range, so videos seek)",
