@@ -346,3 +346,95 @@ def test_a_valid_range_still_gives_206_and_if_range_of_an_old_copy_the_whole_fil
     assert part.status_code == 206 and part.content == whole.content[:4]
     stale = small.client.get(url, headers={"Range": "bytes=5-4", "If-Range": '"not-the-etag"'})
     assert stale.status_code == 200 and stale.content == whole.content
+
+
+# -- blank text --------------------------------------------------------------------------------
+@pytest.mark.parametrize("blank", [" ", "\t\n ", "\u3000\u2003", "\x1c\x1f"])
+def test_whitespace_only_text_is_refused_alike_by_search_and_embed(small, blank):
+    """Only white space (str.isspace: Unicode spaces and separators) is no text at all, everywhere."""
+    assert_error(small.client.post("/v1/embed", json={"text": blank}), 422, "invalid_request")
+    assert_error(small.client.get("/v1/search", params={"q": blank}), 422, "invalid_query")
+    assert_error(small.client.post("/v1/search", json={"q": blank}), 422, "invalid_query")
+    assert_error(small.client.post("/v1/search", json={"q": "red", "then": [blank]}), 422, "invalid_request")
+
+
+# -- extreme aspect ratios -----------------------------------------------------------------------
+STRIPS = [(1, 40_000, "PNG"), (40_000, 1, "PNG"), (3, 29_000, "PNG"), (30_000, 2, "JPEG")]
+
+
+def _strip(width: int, height: int, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 160, 40)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def resized(monkeypatch) -> list[tuple[int, int]]:
+    """Every size Pillow is asked to resample to, in this process (decode, preprocessing, thumbnail):
+    the real resize runs, unless the size is past the bound, which fails at once instead of
+    allocating gigabytes (what a 1 x 40,000 px strip cost before: its short side scaled to the
+    model's input made it 224 x 8,960,000 px)."""
+    from glimpse.core.media import THUMBNAIL_SIZE
+
+    # A few times the largest model input in use (224 px) or the thumbnail, whichever is larger;
+    # stated here, not read from the code under test.
+    bound = max(4 * 224 * 224, THUMBNAIL_SIZE * THUMBNAIL_SIZE)
+    sizes: list[tuple[int, int]] = []
+    real = Image.Image.resize
+
+    def spy(self, size, *args, **kwargs):
+        sizes.append((int(size[0]), int(size[1])))
+        assert size[0] * size[1] <= bound, f"resampling to {size}: unbounded by the model's input"
+        return real(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    return sizes
+
+
+@pytest.mark.parametrize(("width", "height", "fmt"), STRIPS)
+def test_an_extreme_strip_is_embedded_with_work_bounded_by_the_models_input(
+    small, resized, width, height, fmt
+):
+    data = _strip(width, height, fmt)
+    embedded = small.client.post("/v1/embed", files={"file": (f"strip.{fmt.lower()}", data)})
+    assert embedded.status_code == 200, embedded.text
+    assert len(embedded.json()["vector"]) == embedded.json()["dim"]
+    found = small.client.post("/v1/search/image", files={"file": (f"strip.{fmt.lower()}", data)})
+    assert found.status_code == 200, found.text
+    assert resized, "the spy saw no resampling: it measured nothing"
+
+
+@pytest.mark.parametrize(("width", "height", "fmt"), STRIPS)
+def test_the_indexers_decode_step_bounds_an_extreme_strip(
+    tmp_path, resized, tiny_encoder, width, height, fmt
+):
+    """What each decode worker runs per file: the model input comes out at its size, with no
+    intermediate larger than a few times it."""
+    from glimpse.indexer.decode import decode_image_file
+
+    path = tmp_path / f"strip.{fmt.lower()}"
+    path.write_bytes(_strip(width, height, fmt))
+    cfg = tiny_encoder.preprocess_config()
+    decoded = decode_image_file(str(path), cfg, max_pixels=89_478_485)
+    assert decoded.error is None, decoded.error
+    assert decoded.pixels.shape == (3, cfg.image_size, cfg.image_size)
+    assert (decoded.width, decoded.height) == (width, height) and decoded.thumbnail
+    assert resized
+
+
+def test_a_folder_of_extreme_strips_is_indexed_and_served(tmp_path, tiny_encoder):
+    """The whole run, worker processes included: every strip indexed, none failed, each searchable."""
+    photos = tmp_path / "strips"
+    photos.mkdir()
+    for width, height, fmt in STRIPS:
+        (photos / f"strip-{width}x{height}.{fmt.lower()}").write_bytes(_strip(width, height, fmt))
+    settings = api_settings(tmp_path / "library", None)
+    library = Library(settings)
+    try:
+        summary = Indexer(library, tiny_encoder, settings).run([photos])
+    finally:
+        library.close()
+    assert not summary.failed, summary.failed
+    with TestClient(create_app(settings)) as client:
+        stats = client.get("/v1/stats").json()
+        assert stats["items"].get("image") == len(STRIPS) and stats["failed"] == 0, stats
