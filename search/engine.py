@@ -149,7 +149,7 @@ class SearchEngine:
     def _stored_vector(self, unit_ids: np.ndarray) -> np.ndarray:
         """The mean of stored unit vectors, as a unit vector (an item: a video's mean segment)."""
         index = self.snapshot.index
-        present = np.intersect1d(unit_ids, index.ids())
+        present = np.unique(unit_ids[index.contains(unit_ids)])
         if not len(present):
             raise reads.ItemNotFound("the example is not in the index yet (it was indexed moments ago?)")
         vec = index.vectors(present).mean(axis=0)
@@ -266,7 +266,7 @@ class SearchEngine:
         per query vector. Segments missing from the served index are left out."""
         rows = reads.video_segments(self.library, asset_id)
         index = self.snapshot.index
-        present = np.isin(np.array([r.unit_id for r in rows], dtype=np.int64), index.ids())
+        present = index.contains(np.array([r.unit_id for r in rows], dtype=np.int64))
         rows = [r for r, ok in zip(rows, present, strict=True) if ok]
         if not rows:
             return [[] for _ in vectors]
