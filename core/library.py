@@ -208,8 +208,13 @@ class Library:
         version = int(state.get("version", 0)) + 1
         seqs = np.array([shard_seq(p) for p in row_map.shards], dtype=np.int64)
         watermark = int(seqs.max()) if len(seqs) else 0
-        factory = choose_factory(len(live), store.dim, self.settings.index)
-        base = self._current_base(state, factory, len(live), store.dim) if not full else None
+        # An explicit setting (flag or GLIMPSE_INDEX) wins and is remembered; otherwise the one
+        # the library was last published with, so a later plain run does not switch types.
+        setting = (
+            self.settings.index if "index" in self.settings.model_fields_set else state.get("setting", "auto")
+        )
+        factory = choose_factory(len(live), store.dim, setting)
+        base = self._current_base(state, factory, len(live), store.dim, setting) if not full else None
         folder = self.index_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         if base is not None:
@@ -221,7 +226,7 @@ class Library:
             )
             changed = len(delta) + len(hidden)
             if changed <= MERGE_FRACTION * len(base_ids) and len(delta) <= DELTA_MAX:
-                return self._publish_delta(version, base, delta, hidden, len(live), store)
+                return self._publish_delta(version, base, delta, hidden, len(live), store, setting)
             if not base.exact:
                 merged = merge_into(
                     folder / f"{base.name}.faiss",
@@ -233,14 +238,16 @@ class Library:
                     f"base-{version:06d}",
                     watermark,
                 )
-                return self._publish_base(version, tune(merged, store, live), store)
+                return self._publish_base(version, tune(merged, store, live), store, setting)
         if store.stored_count() > 2 * max(len(live), 1000):
             store.compact(live)  # a new base reads one shard; its watermark covers it
             watermark = max((shard_seq(p) for p in store.shards()), default=0)
         index = build_base(store, live, factory, f"base-{version:06d}", watermark)
-        return self._publish_base(version, tune(index, store, live), store)
+        return self._publish_base(version, tune(index, store, live), store, setting)
 
-    def _current_base(self, state: dict[str, Any], factory: str, live: int, dim: int) -> BaseInfo | None:
+    def _current_base(
+        self, state: dict[str, Any], factory: str, live: int, dim: int, setting: str
+    ) -> BaseInfo | None:
         """The published base if it can stay (right type for the size and setting, not stale)."""
         raw = state.get("base")
         if not isinstance(raw, dict):
@@ -254,7 +261,7 @@ class Library:
             return None
         if base.exact != (factory == "Flat"):
             return None
-        if choose_factory(base.trained_n, dim, self.settings.index) != base.factory:
+        if choose_factory(base.trained_n, dim, setting) != base.factory:
             return None  # the setting now asks for another type
         if not base.exact and not (
             base.trained_n / RETRAIN_GROWTH <= live <= base.trained_n * RETRAIN_GROWTH
@@ -270,6 +277,7 @@ class Library:
         hidden: np.ndarray,
         count: int,
         store: VectorStore,
+        setting: str,
     ) -> IndexSnapshot:
         folder = self.index_path.parent
         files: dict[str, str | None] = {"delta": None, "hidden": None}
@@ -279,13 +287,16 @@ class Library:
                 with atomic_write(folder / files[key], sync_dir=False) as fh:  # type: ignore[operator]
                     np.save(fh, np.asarray(ids, dtype=np.int64))
         fsync_dir(folder)
-        self._write_state(version, count, store.dim, base, files)
+        self._write_state(version, count, store.dim, base, {**files, "setting": setting})
         return IndexSnapshot(version, self.load_index(self.index_state()))
 
-    def _publish_base(self, version: int, index: VectorIndex, store: VectorStore) -> IndexSnapshot:
+    def _publish_base(
+        self, version: int, index: VectorIndex, store: VectorStore, setting: str
+    ) -> IndexSnapshot:
         folder = self.index_path.parent
         index.save(folder / f"{index.info.name}.faiss")
-        self._write_state(version, len(index), store.dim, index.info, {"delta": None, "hidden": None})
+        files = {"delta": None, "hidden": None, "setting": setting}
+        self._write_state(version, len(index), store.dim, index.info, files)
         return IndexSnapshot(version, index)
 
     def _write_state(
