@@ -24,6 +24,7 @@ from glimpse.core.db import make_engine, session_factory, upgrade, wait_for_data
 from glimpse.core.fsutil import atomic_write, fsync_dir
 from glimpse.core.identity import ensure_library_id
 from glimpse.core.index import (
+    AUTO_FLAT_MAX,
     DELTA_MAX,
     MERGE_FRACTION,
     RETRAIN_GROWTH,
@@ -96,7 +97,11 @@ class Library:
             return s.get(LibraryInfo, 1)
 
     def bind_model(self, ref: ModelRef, dim: int) -> None:
-        """Record the library's model on first use; refuse a different one afterwards."""
+        """Record the library's model on first use; refuse a different one afterwards.
+
+        Also checks the ``index`` setting against the model's dimension (IndexSpecError), so a
+        run fails before its work, not when it publishes."""
+        choose_factory(AUTO_FLAT_MAX + 1, dim, self.settings.index)
         with self.Session.begin() as s:
             info = s.get(LibraryInfo, 1)
             if info is None:
