@@ -227,6 +227,11 @@ class VectorIndex:
         return int(self._base.d)
 
     @property
+    def store(self) -> VectorStore | None:
+        """The vector shards exact scores are read from (None for an in-memory index)."""
+        return self._store
+
+    @property
     def delta_size(self) -> int:
         return len(self._delta.ids)
 

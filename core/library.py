@@ -293,7 +293,7 @@ class Library:
                     np.save(fh, np.asarray(ids, dtype=np.int64))
         fsync_dir(folder)
         self._write_state(version, count, store.dim, base, {**files, "setting": setting})
-        return IndexSnapshot(version, self.load_index(self.index_state()))
+        return IndexSnapshot(version, self.load_index(self.index_state(), store=store))
 
     def _publish_base(
         self, version: int, index: VectorIndex, store: VectorStore, setting: str
@@ -322,13 +322,17 @@ class Library:
             asset_ids = set(s.scalars(select(Unit.asset_id).where(Unit.id.in_(unit_ids.tolist()))))
             s.execute(update(Asset).where(Asset.id.in_(asset_ids)).values(status=Status.PENDING))
 
-    def load_index(self, state: dict[str, Any], previous: IndexSnapshot | None = None) -> VectorIndex:
+    def load_index(
+        self, state: dict[str, Any], previous: IndexSnapshot | None = None, store: VectorStore | None = None
+    ) -> VectorIndex:
         """The index a state describes, reusing ``previous``'s base when it is the same one: a new
         version then costs reading its delta rows, never the base again. Raises on a missing or
         unreadable file (RuntimeError, OSError, ValueError, KeyError)."""
         base = BaseInfo.from_dict(state["base"])
         folder = self.index_path.parent
-        store = self.vector_store(clean=False)
+        if store is None and previous is not None and previous.index.store is not None:
+            store = previous.index.store  # its row map already knows every older shard
+        store = store or self.vector_store(clean=False)
         if previous is not None and previous.index.info.name == base.name:
             current = previous.index
         else:
