@@ -95,10 +95,10 @@ class VectorStore:
         self._map = RowMap()
         folder.mkdir(parents=True, exist_ok=True)
         if clean:
-            remove_stale_temp_files(folder)
             for tmp in folder.glob(".shard-*.tmp"):
                 if tmp.is_dir():
                     shutil.rmtree(tmp, ignore_errors=True)
+            remove_stale_temp_files(folder)
 
     def shards(self) -> list[Path]:
         found = [p for p in self.folder.iterdir() if _SHARD.match(p.name)]

@@ -151,3 +151,53 @@ def test_a_flat_index_built_in_memory_still_saves_and_loads(tmp_path):
     loaded = VectorIndex.load(tmp_path / "i.faiss")
     assert loaded.ids().tolist() == (np.arange(50) * 3).tolist()
     assert loaded.search(vectors[:1], 1)[1][0, 0] == 0
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs (not even `except Exception`)."""
+
+
+@pytest.mark.parametrize("setting", ["auto", "ivf"])
+def test_a_crash_at_any_rename_of_an_import_leaves_a_library_whose_index_equals_the_catalogue(
+    make_library, monkeypatch, setting
+):
+    import os
+
+    lib = make_library(index=setting)
+    _import(lib, 0, clustered(600))
+    real_replace, real_rename = os.replace, os.rename
+    start = 600
+    for crash_at in range(1, 30):
+        calls = 0
+
+        def counting(real):
+            def call(*args, **kwargs):
+                nonlocal calls
+                calls += 1
+                if calls == crash_at:
+                    raise Crash
+                return real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(os, "replace", counting(real_replace))
+        monkeypatch.setattr(os, "rename", counting(real_rename))
+        # big enough to pass the merge fraction every other time: both publish paths get cut
+        n = 80 if crash_at % 2 else 10
+        try:
+            _import(lib, start, clustered(n, seed=crash_at))
+            finished = True
+        except Crash:
+            finished = False
+        finally:
+            monkeypatch.setattr(os, "replace", real_replace)
+            monkeypatch.setattr(os, "rename", real_rename)
+        start += n
+        lib.close()
+        lib = make_library(index=setting)  # a new process opening the library
+        snapshot = lib.open_index()
+        assert np.array_equal(snapshot.index.ids(), lib.live_unit_ids()), f"crash at rename {crash_at}"
+        if finished:
+            break
+    else:
+        pytest.fail("the import never ran to its end")
