@@ -170,11 +170,11 @@ def test_a_crash_at_any_rename_of_an_import_leaves_a_library_whose_index_equals_
     for crash_at in range(1, 30):
         calls = 0
 
-        def counting(real):
+        def counting(real, at=crash_at):
             def call(*args, **kwargs):
                 nonlocal calls
                 calls += 1
-                if calls == crash_at:
+                if calls == at:
                     raise Crash
                 return real(*args, **kwargs)
 
