@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset
 from glimpse.core.library import Library
 
@@ -69,6 +70,7 @@ def import_manifest(library: Library, manifest: Path) -> ManifestReport:
     """Attach each row's fields to the indexed file it names (paths relative to the manifest)."""
     manifest = manifest.resolve()
     report = ManifestReport()
+    changed: list[int] = []
     with library.Session.begin() as s:
         for line, row in read_rows(manifest):
             report.rows += 1
@@ -88,6 +90,9 @@ def import_manifest(library: Library, manifest: Path) -> ManifestReport:
                 report.invalid.append({"line": line, "error": str(exc)})
                 continue
             report.updated += 1
+            changed.append(asset.id)
+        s.flush()
+        fulltext.sync(s, changed)  # the keyword index changes in the same transaction
     return report
 
 
