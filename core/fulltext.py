@@ -49,6 +49,7 @@ MAX_TERMS = 32  # words of one query that are searched for
 HIGHLIGHT = ("«", "»")  # around each matched word in a snippet
 SNIPPET_WORDS = 12
 _CHUNK = 5_000  # ids per IN (...) / rows per INSERT
+MAX_DEPTH = 1_000_000  # most FTS5 matches ranked to find ``limit`` that pass the filters
 
 # English words that say nothing about a product: matched as "any of the words", they would find
 # everything. (PostgreSQL's English configuration drops them too; FTS5 has no stop list.)
@@ -219,15 +220,7 @@ def keyword_ranking(
     where = [Asset.status == Status.INDEXED, *conditions]
     stmt: Select[Any]
     if _sqlite(session):
-        rank = func.bm25(_FTS, *SQLITE_WEIGHTS)
-        stmt = (
-            select(Asset.id, rank)
-            .select_from(_fts.join(Asset, Asset.id == _fts.c.rowid))
-            .where(text("search_fts MATCH :m").bindparams(m=_fts_query(terms, "OR")), *where)
-            .order_by(rank, Asset.id)
-            .limit(limit)
-        )
-        return [(int(i), -float(r)) for i, r in session.execute(stmt)]
+        return _sqlite_ranking(session, terms, where, limit)
     tsq = _pg_query(terms, "|")
     document: ColumnElement[Any] = literal_column("search_text.document")
     rank = func.ts_rank(document, tsq)
@@ -239,6 +232,40 @@ def keyword_ranking(
         .limit(limit)
     )
     return [(int(i), float(r)) for i, r in session.execute(stmt)]
+
+
+def _sqlite_ranking(
+    session: Session, terms: Sequence[str], where: list[ColumnElement[bool]], limit: int
+) -> list[tuple[int, float]]:
+    """FTS5 ranks inside itself (``ORDER BY rank LIMIT``: BM25 with :data:`SQLITE_WEIGHTS`, set by
+    the migration); the catalogue conditions are checked on that top, which grows fourfold while
+    too few of it pass and more matches remain."""
+    match = _fts_query(terms, "OR")
+    depth = limit
+    while True:
+        top = (
+            select(_fts.c.rowid.label("rowid"), literal_column("rank").label("rank"))
+            .where(text("search_fts MATCH :m").bindparams(m=match))
+            .order_by(literal_column("rank"))
+            .limit(depth)
+            .subquery()
+        )
+        stmt = (
+            select(Asset.id, top.c.rank)
+            .select_from(top.join(Asset, Asset.id == top.c.rowid))
+            .where(*where)
+            .order_by(top.c.rank, Asset.id)
+            .limit(limit)
+        )
+        found = [(int(i), -float(r)) for i, r in session.execute(stmt)]
+        if len(found) >= limit or depth >= MAX_DEPTH:
+            return found
+        total = session.scalar(
+            select(func.count()).select_from(_fts).where(text("search_fts MATCH :m").bindparams(m=match))
+        )
+        if depth >= int(total or 0):
+            return found
+        depth *= 4
 
 
 def all_terms(session: Session, terms: Sequence[str], asset_ids: Sequence[int]) -> set[int]:
@@ -295,14 +322,15 @@ def matches(session: Session, terms: Sequence[str], asset_ids: Sequence[int]) ->
 
 def exact_sku(session: Session, q: str | None, conditions: Sequence[ColumnElement[bool]]) -> list[int]:
     """Indexed items (meeting ``conditions``) whose SKU is the whole query, ignoring case and the
-    spaces around it: the item a shopper who types "GL-4471" wants first. Ascending ids.
+    spaces around it: the item a shopper who types "GL-4471" wants first (a query with a space
+    in it is not a SKU). Ascending ids.
 
     Found through the full-text index (items holding every word of the query), then compared
     whole, so no scan of the catalogue runs for it."""
     sku = (q or "").strip()
     terms = [w.lower() for w in _WORD.findall(sku)]
-    if not terms or len(sku) > 200 or len(terms) > 8:
-        return []
+    if not terms or len(sku) > 200 or any(c.isspace() for c in sku):
+        return []  # SKUs are one code, never words with spaces
     where = [func.lower(Asset.sku) == sku.lower(), Asset.status == Status.INDEXED, *conditions]
     if _sqlite(session):
         stmt = (

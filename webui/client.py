@@ -24,6 +24,8 @@ import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 Media = Literal["all", "image", "video"]
+SearchMode = Literal["hybrid", "vector", "keyword"]
+SortOrder = Literal["relevance", "price_asc", "price_desc", "newest"]
 
 
 class ApiError(Exception):
@@ -80,9 +82,13 @@ class SearchRequest:
     k: int = 24
     cursor: str | None = None
     min_score: float | None = None
+    # None leaves the API's default: hybrid when the library has catalogue text, else vector.
+    mode: SearchMode | None = None
+    relevant_only: bool | None = None
+    sort: SortOrder | None = None
 
     def body(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "", {})}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != "" and v != {}}
 
     def form_fields(self) -> dict[str, str]:
         """The same request as flat fields (multipart form, query string): ``filters`` as a JSON string."""
@@ -115,6 +121,8 @@ class Hit:
     start: float | None = None
     end: float | None = None
     best_time: float | None = None
+    relevance: float | None = None  # calibrated 0..1 (0.5: the relevance cutoff)
+    matched: dict[str, Any] = field(default_factory=dict)  # which rankings found it, and where
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Hit:
@@ -131,6 +139,8 @@ class Hit:
             start=data.get("start"),
             end=data.get("end"),
             best_time=data.get("best_time"),
+            relevance=data.get("relevance"),
+            matched=dict(data.get("matched") or {}),
         )
 
     @property

@@ -45,6 +45,11 @@ def upgrade() -> None:
             f"CREATE VIRTUAL TABLE search_fts USING fts5({cols}, content='search_text', "
             "content_rowid='asset_id', tokenize='porter unicode61 remove_diacritics 2')"
         )
+        # FTS5's own `rank` column ranks by BM25 with these field weights (title, sku, category,
+        # description, extra): ORDER BY rank ... LIMIT runs inside FTS5 (glimpse.core.fulltext).
+        op.execute(
+            "INSERT INTO search_fts(search_fts, rank) VALUES ('rank', 'bm25(10.0, 10.0, 4.0, 2.0, 1.0)')"
+        )
         op.execute(
             "CREATE TRIGGER search_text_ai AFTER INSERT ON search_text BEGIN "
             f"INSERT INTO search_fts(rowid, {cols}) VALUES (new.asset_id, {new}); END"
