@@ -104,9 +104,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--build-only", action="store_true", help="Build the library, measure nothing.")
     args = parser.parse_args()
     data_dir = args.data_dir or Path("bench-data") / f"hybrid-{args.items}"
     built = build(data_dir, args.items)
+    if args.build_only:
+        return
 
     from glimpse.core.library import Library
     from glimpse.core.settings import Settings

@@ -5,11 +5,10 @@ title, sku, category, description, and the manifest's extra columns as one text.
 with FTS5 (``search_fts``: porter stemming over unicode61 tokens, BM25 ranking), PostgreSQL with a
 generated ``tsvector`` under a GIN index (English configuration, ``ts_rank``). This module writes
 the rows (:func:`sync`, :func:`sync_rows`; removal follows the asset by foreign-key cascade) and
-asks the index (:func:`keyword_ranking`, :func:`all_terms`, :func:`matches`, :func:`exact_sku`).
+asks the index (:func:`keyword_ranking`, :func:`matches`, :func:`exact_sku`).
 
-A query's words (:func:`query_terms`) are matched as *any of* them, ranked by BM25 / ts_rank with
-fields weighted title = sku > category > description > extra; :func:`all_terms` tells which
-items hold every word. Another text source (OCR text, per unit, in its own table) fits as one
+A query's words (:func:`query_terms`): items holding all of them first, then any of them, each
+group ranked by BM25 / ts_rank with fields weighted title = sku > category > description > extra. Another text source (OCR text, per unit, in its own table) fits as one
 more ranking with the same shape: ``(asset_id, score)`` best first, fused by rank
 (:mod:`glimpse.search.fusion`), never by mixing these scores.
 """
@@ -23,7 +22,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     bindparam,
     column,
@@ -211,17 +209,30 @@ def _pg_query(terms: Sequence[str], op: str) -> ColumnElement[Any]:
 
 def keyword_ranking(
     session: Session, terms: Sequence[str], conditions: Sequence[ColumnElement[bool]], limit: int
-) -> list[tuple[int, float]]:
-    """Up to ``limit`` indexed items holding any of ``terms`` and meeting ``conditions`` (on
-    :class:`Asset`), best first: (asset id, score) where higher is better (SQLite: -BM25;
-    PostgreSQL: ts_rank), ties by id."""
+) -> list[tuple[int, float, bool]]:
+    """Up to ``limit`` indexed items holding the query's words and meeting ``conditions`` (on
+    :class:`Asset`), best first: (asset id, score, whether it holds every word).
+
+    Items holding every word come first, then items holding some of them; within each, the
+    engine's score, higher is better (SQLite: -BM25; PostgreSQL: ts_rank), ties by id. Every
+    word first is also the cheap way: the engine intersects its posting lists and scores the few
+    items left, where "any word" would score a large part of the catalogue for common words."""
     if not terms or limit < 1:
         return []
     where = [Asset.status == Status.INDEXED, *conditions]
-    stmt: Select[Any]
-    if _sqlite(session):
-        return _sqlite_ranking(session, terms, where, limit)
-    tsq = _pg_query(terms, "|")
+    rank = _sqlite_ranking if _sqlite(session) else _pg_ranking
+    found = [(i, score, True) for i, score in rank(session, terms, "AND", where, limit)]
+    if len(found) < limit and len(terms) > 1:
+        seen = {i for i, _, _ in found}
+        some = rank(session, terms, "OR", where, limit + len(found))
+        found += [(i, score, False) for i, score in some if i not in seen][: limit - len(found)]
+    return found
+
+
+def _pg_ranking(
+    session: Session, terms: Sequence[str], op: str, where: list[ColumnElement[bool]], limit: int
+) -> list[tuple[int, float]]:
+    tsq = _pg_query(terms, "&" if op == "AND" else "|")
     document: ColumnElement[Any] = literal_column("search_text.document")
     rank = func.ts_rank(document, tsq)
     stmt = (
@@ -235,12 +246,12 @@ def keyword_ranking(
 
 
 def _sqlite_ranking(
-    session: Session, terms: Sequence[str], where: list[ColumnElement[bool]], limit: int
+    session: Session, terms: Sequence[str], op: str, where: list[ColumnElement[bool]], limit: int
 ) -> list[tuple[int, float]]:
     """FTS5 ranks inside itself (``ORDER BY rank LIMIT``: BM25 with :data:`SQLITE_WEIGHTS`, set by
     the migration); the catalogue conditions are checked on that top, which grows fourfold while
     too few of it pass and more matches remain."""
-    match = _fts_query(terms, "OR")
+    match = _fts_query(terms, op)
     depth = limit
     while True:
         top = (
@@ -266,27 +277,6 @@ def _sqlite_ranking(
         if depth >= int(total or 0):
             return found
         depth *= 4
-
-
-def all_terms(session: Session, terms: Sequence[str], asset_ids: Sequence[int]) -> set[int]:
-    """Which of ``asset_ids`` hold every one of ``terms`` (in any field; stemmed)."""
-    if not terms or not asset_ids:
-        return set()
-    found: set[int] = set()
-    for start in range(0, len(asset_ids), _CHUNK):
-        chunk = list(asset_ids[start : start + _CHUNK])
-        if _sqlite(session):
-            stmt = select(_fts.c.rowid).where(
-                text("search_fts MATCH :m").bindparams(m=_fts_query(terms, "AND")),
-                _fts.c.rowid.in_(chunk),
-            )
-        else:
-            stmt = select(SearchText.asset_id).where(
-                literal_column("search_text.document").op("@@")(_pg_query(terms, "&")),
-                SearchText.asset_id.in_(chunk),
-            )
-        found.update(int(i) for i in session.scalars(stmt))
-    return found
 
 
 def matches(session: Session, terms: Sequence[str], asset_ids: Sequence[int]) -> dict[int, KeywordMatch]:

@@ -14,6 +14,7 @@ Shared by ``glimpse search`` and the HTTP API. In order:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,11 +42,12 @@ if TYPE_CHECKING:
 
 # Sequence queries look for their videos among this many top units of each step.
 SEQUENCE_CANDIDATES = 256
-FUSION_DEPTH = 200
+FUSION_DEPTH = 100
 """Items taken from each ranking (vector, keyword) for hybrid and keyword searches: their result
 lists hold at most this many items per ranking, the same for every page (stable pagination)."""
 RELEVANT_MAX = OFFSET_MAX + K_MAX
 """Most results of a vector search sorted by price or date (the whole relevant set, up to this)."""
+_TEXT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glimpse-keyword")
 KEYWORD_PARTIAL = 0.25
 """The relevance of a keyword match of only some of the query's words (alone: not relevant)."""
 
@@ -122,6 +124,7 @@ class SearchEngine:
         self.embedder = embedder
         self.searcher: IndexSearcher = searcher or DirectSearch()
         self.index = index or IndexHolder(library)
+        self._served_ids: tuple[int, VectorIndex, np.ndarray] | None = None
 
     @property
     def snapshot(self) -> IndexSnapshot:
@@ -249,24 +252,23 @@ class SearchEngine:
         SKU first; each result says where each ranking found it (``matched``)."""
         terms = fulltext.query_terms(q.q)
         skip = set(exclude_items) | ({q.image_id} if q.image_id is not None else set())
-        vector_results: list[Result] = []
-        if vector is not None:
-            floor = calibration.cutoff if cut and calibration is not None else None
-            vector_results, _ = self._ranked(vector, q, FUSION_DEPTH, exclude_items, floor, calibration)
         conditions = self._conditions(q)
-        with self.library.Session() as s:
-            keyword = [
-                (i, score)
-                for i, score in fulltext.keyword_ranking(s, terms, conditions, FUSION_DEPTH + len(skip))
-                if i not in skip
-            ][:FUSION_DEPTH]
-            skus = [i for i in fulltext.exact_sku(s, q.q, conditions) if i not in skip]
-            complete = fulltext.all_terms(s, terms, [i for i, _ in keyword])
+        # The keyword side runs on its own thread while FAISS searches here: both release the GIL
+        # (SQLite / the PostgreSQL driver while the query runs, FAISS while it scans).
+        text_side = _TEXT_POOL.submit(self._keyword_side, q, terms, conditions, skip)
+        vector_results: list[Result] = []
+        try:
+            if vector is not None:
+                floor = calibration.cutoff if cut and calibration is not None else None
+                vector_results, _ = self._ranked(vector, q, FUSION_DEPTH, exclude_items, floor, calibration)
+        finally:
+            keyword, skus = text_side.result()
+        complete = {i for i, _, every in keyword if every}
         by_asset: dict[int, list[Result]] = {}
         for r in vector_results:
             by_asset.setdefault(r.id, []).append(r)
-        keyword_score = dict(keyword)
-        fused = rrf({"vector": list(by_asset), "keyword": [i for i, _ in keyword]})
+        keyword_score = {i: score for i, score, _ in keyword}
+        fused = rrf({"vector": list(by_asset), "keyword": [i for i, _, _ in keyword]})
         order = skus + [int(f.key) for f in fused if f.key not in skus]  # type: ignore[call-overload]
         ranks = {int(f.key): f for f in fused}  # type: ignore[call-overload]
         others = self._keyword_only([i for i in order if i not in by_asset], vector, q)
@@ -297,25 +299,38 @@ class SearchEngine:
                 results.append(r)
         return results
 
+    def _keyword_side(
+        self, q: SearchQuery, terms: list[str], conditions: list[Any], skip: set[int]
+    ) -> tuple[list[tuple[int, float, bool]], list[int]]:
+        """The keyword ranking (without the ``skip`` items) and the items whose SKU is the query."""
+        with self.library.Session() as s:
+            keyword = [
+                hit
+                for hit in fulltext.keyword_ranking(s, terms, conditions, FUSION_DEPTH + len(skip))
+                if hit[0] not in skip
+            ][:FUSION_DEPTH]
+            skus = [i for i in fulltext.exact_sku(s, q.q, conditions) if i not in skip]
+        return keyword, skus
+
     def _keyword_only(
         self, asset_ids: list[int], vector: np.ndarray | None, q: SearchQuery
     ) -> dict[int, list[Result]]:
         """Results for items that the vector ranking did not return: an image as itself, a video
         as a whole; scored by their best stored vector when there is a query vector."""
         assets, units = reads.indexed_items(self.library, asset_ids)
-        present = self.snapshot.index.ids()
+        snapshot = self.snapshot
         calibration = None if vector is None else self._calibration(vector)
         found: dict[int, list[Result]] = {}
         for asset_id, asset in assets.items():
-            unit_ids = units.get(asset_id, [])
-            if not unit_ids:
+            unit_ids = np.array(units.get(asset_id, []), dtype=np.int64)
+            if not len(unit_ids):
                 continue
             score = 0.0
-            unit_id = unit_ids[0]
+            unit_id = int(unit_ids[0])
             if vector is not None:
-                stored = np.intersect1d(np.array(unit_ids, dtype=np.int64), present)
+                stored = unit_ids[self._served(snapshot, unit_ids)]
                 if len(stored):
-                    scores = self.snapshot.index.vectors(stored) @ vector
+                    scores = snapshot.index.vectors(stored) @ vector
                     best = int(np.argmax(scores))
                     score, unit_id = float(scores[best]), int(stored[best])
                 if q.min_score is not None and round(score, SCORE_DECIMALS) < q.min_score:
@@ -325,6 +340,17 @@ class SearchEngine:
                 r.relevance = round(calibration.relevance(r.score), 4)
             found[asset_id] = [r]
         return found
+
+    def _served(self, snapshot: IndexSnapshot, unit_ids: np.ndarray) -> np.ndarray:
+        """Which of ``unit_ids`` the snapshot holds (bool mask): a binary search in its sorted ids,
+        kept per version (the catalogue may be a moment ahead of the served index)."""
+        cached = self._served_ids
+        if cached is None or cached[0] != snapshot.version or cached[1] is not snapshot.index:
+            cached = (snapshot.version, snapshot.index, np.sort(snapshot.index.ids()))
+            self._served_ids = cached
+        ids = cached[2]
+        at = np.searchsorted(ids, unit_ids)
+        return (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == unit_ids) if len(ids) else at < 0
 
     def _explain(self, page: list[Result], terms: list[str]) -> None:
         """The keyword ranking's field and highlighted snippet for each result of the page."""
