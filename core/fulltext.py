@@ -44,6 +44,10 @@ FIELDS = ("title", "sku", "category", "description", "extra")
 
 SQLITE_WEIGHTS = (10.0, 10.0, 4.0, 2.0, 1.0)  # bm25() column weights, in FIELDS order
 MAX_TERMS = 32  # words of one query that are searched for
+SOME_WORDS_BELOW = 20
+"""Items holding only some of the words are looked for when fewer than this many hold them all:
+past that, the all-words matches are the keyword answer (and scoring "any word" would cost a
+pass over a large part of the catalogue for common words)."""
 HIGHLIGHT = ("«", "»")  # around each matched word in a snippet
 SNIPPET_WORDS = 12
 _CHUNK = 5_000  # ids per IN (...) / rows per INSERT
@@ -213,7 +217,8 @@ def keyword_ranking(
     """Up to ``limit`` indexed items holding the query's words and meeting ``conditions`` (on
     :class:`Asset`), best first: (asset id, score, whether it holds every word).
 
-    Items holding every word come first, then items holding some of them; within each, the
+    Items holding every word come first, then, when fewer than :data:`SOME_WORDS_BELOW` hold
+    them all, items holding some of them; within each, the
     engine's score, higher is better (SQLite: -BM25; PostgreSQL: ts_rank), ties by id. Every
     word first is also the cheap way: the engine intersects its posting lists and scores the few
     items left, where "any word" would score a large part of the catalogue for common words."""
@@ -222,7 +227,7 @@ def keyword_ranking(
     where = [Asset.status == Status.INDEXED, *conditions]
     rank = _sqlite_ranking if _sqlite(session) else _pg_ranking
     found = [(i, score, True) for i, score in rank(session, terms, "AND", where, limit)]
-    if len(found) < limit and len(terms) > 1:
+    if len(found) < min(limit, SOME_WORDS_BELOW) and len(terms) > 1:
         seen = {i for i, _, _ in found}
         some = rank(session, terms, "OR", where, limit + len(found))
         found += [(i, score, False) for i, score in some if i not in seen][: limit - len(found)]

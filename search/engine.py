@@ -42,9 +42,11 @@ if TYPE_CHECKING:
 
 # Sequence queries look for their videos among this many top units of each step.
 SEQUENCE_CANDIDATES = 256
-FUSION_DEPTH = 100
+FUSION_DEPTH = 50
 """Items taken from each ranking (vector, keyword) for hybrid and keyword searches: their result
-lists hold at most this many items per ranking, the same for every page (stable pagination)."""
+lists hold at most this many items per ranking, the same for every page (stable pagination).
+Two pages of 24 from each ranking; deeper, RRF's 1/(60 + rank) adds little, and every item taken
+costs a catalogue read (bench/hybrid.py)."""
 RELEVANT_MAX = OFFSET_MAX + K_MAX
 """Most results of a vector search sorted by price or date (the whole relevant set, up to this)."""
 _TEXT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glimpse-keyword")
@@ -271,7 +273,7 @@ class SearchEngine:
         fused = rrf({"vector": list(by_asset), "keyword": [i for i, _, _ in keyword]})
         order = skus + [int(f.key) for f in fused if f.key not in skus]  # type: ignore[call-overload]
         ranks = {int(f.key): f for f in fused}  # type: ignore[call-overload]
-        others = self._keyword_only([i for i in order if i not in by_asset], vector, q)
+        others = self._keyword_only([i for i in order if i not in by_asset], vector, calibration, q)
         results: list[Result] = []
         for asset_id in order:
             found = by_asset.get(asset_id) or others.get(asset_id)
@@ -313,13 +315,16 @@ class SearchEngine:
         return keyword, skus
 
     def _keyword_only(
-        self, asset_ids: list[int], vector: np.ndarray | None, q: SearchQuery
+        self,
+        asset_ids: list[int],
+        vector: np.ndarray | None,
+        calibration: Calibration | None,
+        q: SearchQuery,
     ) -> dict[int, list[Result]]:
         """Results for items that the vector ranking did not return: an image as itself, a video
         as a whole; scored by their best stored vector when there is a query vector."""
         assets, units = reads.indexed_items(self.library, asset_ids)
         snapshot = self.snapshot
-        calibration = None if vector is None else self._calibration(vector)
         found: dict[int, list[Result]] = {}
         for asset_id, asset in assets.items():
             unit_ids = np.array(units.get(asset_id, []), dtype=np.int64)
@@ -395,7 +400,7 @@ class SearchEngine:
         if allowed is not None and len(allowed) == 0:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
-        fetch = min(available, max(want * 2, 32))
+        fetch = min(available, max(want + want // 4, 32))  # images: one hit each; videos: grow below
         videos: dict[int, list[Segment]] = {}  # each video's segments, scored once per search
         typical = calibration.typical if calibration is not None else None
         while True:

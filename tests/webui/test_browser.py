@@ -96,6 +96,18 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
     box = WebDriverWait(browser, 90).until(
         lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     )
+    # "Relevant only" is on by default; off, every product and moment is shown, ranked.
+    toggle = WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".st-key-relevant_input input[type=checkbox]")
+    )
+    assert toggle.is_selected()
+    browser.find_element(By.CSS_SELECTOR, ".st-key-relevant_input label").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            not d.find_element(By.CSS_SELECTOR, ".st-key-relevant_input input[type=checkbox]").is_selected()
+        )
+    )
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     box.send_keys("red shoes")
     box.send_keys(Keys.ENTER)
 
@@ -127,6 +139,11 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
     assert len(thumbnails) > len(titles), "the video moments have thumbnails too"
     assert all(title in page for title in titles)
     assert "$59.00" in page and "Traceback" not in page
+    # Why each matched: the shoes' catalogue text holds "shoes", marked in the card's line.
+    marked = [
+        m.text.lower() for m in browser.find_elements(By.CSS_SELECTOR, ".st-key-results .glimpse-why mark")
+    ]
+    assert "shoes" in marked or "red" in marked, marked
 
 
 def submit_query(browser, ui_url: str, text: str) -> None:
