@@ -298,6 +298,8 @@ class SearchEngine:
                     r.matched["sku"] = True
                     text_relevance = 1.0
                 r.relevance = round(max(r.relevance or 0.0, text_relevance), 4)
+                if vector is None and asset_id in keyword_score:
+                    r.score = round(keyword_score[asset_id], SCORE_DECIMALS)  # keyword mode: its own score
                 results.append(r)
         return results
 

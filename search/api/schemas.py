@@ -98,7 +98,10 @@ class ResultOut(BaseModel):
         "the server's full path when GLIMPSE_FULL_PATHS=true."
     )
     title: str | None = None
-    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    score: float = Field(
+        description="Cosine similarity to the query (higher is closer); with mode=keyword, the "
+        "full-text engine's score."
+    )
     media_url: str
     thumbnail_url: str
     metadata: dict[str, Any] = Field(default_factory=dict)

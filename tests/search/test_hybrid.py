@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_settings
 from glimpse.cli import app as cli_app
+from glimpse.core.catalogue import Asset
 from glimpse.core.encoder import Encoder
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
@@ -232,3 +233,34 @@ def test_the_api_takes_mode_relevant_only_and_sort_and_explains_each_hit(engine,
         )
         assert r2.status_code == 200 and r2.json()["results"][0]["metadata"]["price"] >= prices[-1]
         assert client.get("/v1/search", params={"q": "x", "mode": "fuzzy"}).status_code == 422
+
+
+def test_glimpse_search_takes_mode_relevant_only_and_sort(engine, shop, settings, monkeypatch):
+    monkeypatch.setenv("GLIMPSE_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("GLIMPSE_DATABASE_URL", settings.database_url)
+    target = shop[0][7]
+    result = CliRunner().invoke(cli_app, ["search", target.sku, "--local", "--json", "--mode", "keyword"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.output)["results"][0]
+    assert first["title"] == target.title and first["matched"]["sku"] is True
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "search",
+            "circle",
+            "--local",
+            "--json",
+            "--mode",
+            "keyword",
+            "--relevant-only",
+            "--sort",
+            "price_desc",
+        ],
+    )
+    rows = json.loads(result.output)["results"]
+    with engine.library.Session() as s:
+        prices = [s.get(Asset, r["id"]).price for r in rows]
+    assert rows and prices == sorted(prices, reverse=True) and all(r["relevance"] >= RELEVANT for r in rows)
+    bad = CliRunner().invoke(cli_app, ["search", "circle", "--local", "--mode", "fuzzy"])
+    assert bad.exit_code != 0 and "mode" in bad.output
