@@ -26,7 +26,6 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
-    exists,
     func,
     insert,
     literal_column,
@@ -181,12 +180,9 @@ def rebuild(session: Session) -> int:
 
 
 def has_text(session: Session) -> bool:
-    """Whether any indexed item has catalogue text (then hybrid search is the default)."""
-    return bool(
-        session.scalar(
-            select(exists().where(SearchText.asset_id == Asset.id, Asset.status == Status.INDEXED))
-        )
-    )
+    """Whether any item has catalogue text (then hybrid search is the default). One primary-key
+    lookup (the largest id), whatever the library's size: asked on every search."""
+    return session.scalar(select(func.max(SearchText.asset_id))) is not None
 
 
 # -- reading -----------------------------------------------------------------------------------
