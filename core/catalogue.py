@@ -166,3 +166,18 @@ def indexed_units(*conditions: ColumnElement[bool]) -> Select[int]:
     """``SELECT units.id`` of every unit of an indexed asset (and matching ``conditions``), by id:
     exactly what the index must hold, and what a search may return."""
     return select(Unit.id).join(Asset).where(Asset.status == Status.INDEXED, *conditions).order_by(Unit.id)
+
+
+class SearchText(Base):
+    """An item's searchable text (migration 0006_full_text), indexed by the database's own engine:
+    SQLite FTS5 (``search_fts``, kept in step by triggers), PostgreSQL a generated tsvector + GIN.
+    Written only through :mod:`glimpse.core.fulltext`; deleted with its asset."""
+
+    __tablename__ = "search_text"
+
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    sku: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[str | None] = mapped_column(Text)

@@ -284,6 +284,16 @@ def search(
     image: Annotated[Path | None, typer.Option(help="An example image file to search with.")] = None,
     negative: Annotated[str | None, typer.Option("--not", help="Move away from this text.")] = None,
     media: Annotated[str, typer.Option(help="all | image | video")] = "all",
+    mode: Annotated[
+        str | None,
+        typer.Option(help="hybrid | vector | keyword (default: hybrid when the library has catalogue text)."),
+    ] = None,
+    relevant_only: Annotated[
+        bool, typer.Option("--relevant-only", help="Only results that stand out as relevant to the query.")
+    ] = False,
+    sort: Annotated[
+        str, typer.Option(help="relevance | price_asc | price_desc | newest (within the relevant results).")
+    ] = "relevance",
     then: Annotated[
         list[str] | None,
         typer.Option(help="A sequence: what must follow QUERY in the same video (repeat for more steps)."),
@@ -313,7 +323,17 @@ def search(
     if media not in set(Media):
         raise fail(f"--media must be one of {', '.join(Media)}")
     s = settings(model=model, pretrained=pretrained)
-    fields = {"q": query, "negative": negative, "media": media, "k": k, "then": then or [], "within": within}
+    fields = {
+        "q": query,
+        "negative": negative,
+        "media": media,
+        "k": k,
+        "then": then or [],
+        "within": within,
+        "mode": mode,
+        "relevant_only": relevant_only,
+        "sort": sort,
+    }
     try:
         q = SearchQuery(**fields)  # refuse a bad query here, before any server or model is asked
     except ValidationError as exc:
@@ -369,8 +389,11 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
         shown = []
         for r in rows:
             row = {
-                key: r.get(key) for key in ("id", "path", "kind", "score", "title") if r.get(key) is not None
+                key: r.get(key)
+                for key in ("id", "path", "kind", "score", "relevance", "title")
+                if r.get(key) is not None
             }
+            row["matched"] = {k: v for k, v in (r.get("matched") or {}).items() if v not in (None, False)}
             if r["kind"] == Kind.VIDEO:
                 thumb = thumbs / f"{r['unit_id'] % 256:02x}" / f"{r['unit_id']}.jpg"
                 row.update(
@@ -398,8 +421,76 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
             where += f" @ {format_span(r['start'], r['end'])}"
         if r.get("title"):
             where = f"{escape(r['title'])}  [dim]{where}[/]"
+        why = why_matched(r.get("matched") or {})
+        if why:
+            where += f"\n  [dim]{escape(why)}[/]"
         table.add_row(f"{r['score']:.3f}", where)
     out.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    labels: Annotated[Path, typer.Argument(help="CSV (query, relevant) or JSONL of labelled queries.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=200, help="Depth of recall@k.")] = 10,
+    mode: Annotated[
+        list[str] | None, typer.Option(help="hybrid | vector | keyword (repeat; default: all three).")
+    ] = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Measure search quality on labelled queries: recall@k, nDCG@10 and MRR for each mode.
+
+    Relevant items are named by SKU or path. Run it once per library (GLIMPSE_DATA_DIR) or model
+    to compare them; `false_hits` counts results that relevant_only still shows for queries
+    labelled with no relevant item.
+    """
+    from glimpse.search.embedding import QueryEmbedder
+    from glimpse.search.engine import SearchEngine
+    from glimpse.search.evaluation import LabelError, evaluate, read_labels
+    from glimpse.search.query import Mode
+
+    try:
+        modes = [Mode(m) for m in (mode or [m.value for m in Mode])]
+    except ValueError:
+        raise fail(f"--mode must be one of {', '.join(Mode)}") from None
+    try:
+        labelled = read_labels(labels)
+    except LabelError as exc:
+        raise fail(str(exc)) from None
+    s = settings(model=model, pretrained=pretrained)
+    library = open_library(s)
+    if library.model_info() is None:
+        raise fail(f"the library in {library.root} is empty: run `glimpse index PATH` first")
+    encoder = library_encoder(s, library, explicit=model is not None)
+    report = evaluate(SearchEngine(library, s, QueryEmbedder(encoder)), labelled, modes, k)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(show_header=True, header_style="bold", box=None)
+    for name in ("mode", f"recall@{k}", "ndcg@10", "mrr", "false_hits"):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    for name, row in report["modes"].items():
+        table.add_row(name, *(str(v) for v in row.values()))
+    out.print(table)
+    if report["unknown"]:
+        err.print(f"[yellow]{len(report['unknown'])} labelled item(s) are not in the library[/]")
+    print(json.dumps(report))
+
+
+def why_matched(matched: dict[str, Any]) -> str:
+    """One line saying which rankings found a result: "sku · keyword #1 title: «Vans» mug · vector #4 0.281"."""
+    parts = []
+    if matched.get("sku"):
+        parts.append("sku")
+    kw = matched.get("keyword")
+    if kw:
+        where = f" {kw['field']}: {kw['snippet']}" if kw.get("field") else ""
+        parts.append(f"keyword #{kw['rank']}{where}")
+    vec = matched.get("vector")
+    if vec:
+        parts.append(f"vector #{vec['rank']} {vec['score']:.3f}")
+    return " · ".join(parts)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
@@ -131,6 +132,12 @@ def import_stream(
                     if not paths:
                         continue
                     asset_ids = _insert_assets(s, paths, kind, fields)
+                    if fields is not None:
+                        texts = (
+                            fulltext.text_row(int(i), _text_fields(f))
+                            for i, f in zip(asset_ids, fields, strict=True)
+                        )
+                        fulltext.sync_rows(s, [t for t in texts if t is not None])
                     unit_ids = _insert_units(s, asset_ids)
                     # Shard before the SQL commit: a crash in between leaves orphan vectors, never
                     # units without vectors (the same order the indexer keeps).
@@ -206,6 +213,12 @@ def _asset_row(path: str, kind: str, values: dict[str, Any], now: datetime) -> d
         "extra": extra or None,
         **known,
     }
+
+
+def _text_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """An item's catalogue fields as :func:`glimpse.core.fulltext.text_row` reads them."""
+    extra = {k: v for k, v in values.items() if k not in CATALOGUE_FIELDS}
+    return {**values, "extra": extra or None}
 
 
 def _insert_units(s: Session, asset_ids: np.ndarray) -> np.ndarray:

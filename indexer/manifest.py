@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import String, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset
 from glimpse.core.fsutil import is_text
 from glimpse.core.library import Library
@@ -82,6 +83,7 @@ def import_manifest(library: Library, manifest: Path) -> ManifestReport:
     """Attach each row's fields to the indexed file it names (paths relative to the manifest)."""
     manifest = manifest.resolve()
     report = ManifestReport()
+    changed: list[int] = []
     with library.Session.begin() as s:
         for line, row in read_rows(manifest):
             report.rows += 1
@@ -116,6 +118,9 @@ def import_manifest(library: Library, manifest: Path) -> ManifestReport:
                 )
                 continue
             report.updated += 1
+            changed.append(asset.id)
+        s.flush()
+        fulltext.sync(s, changed)  # the keyword index changes in the same transaction
     return report
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset, IndexRun, Unit, utcnow
 from glimpse.core.fsutil import atomic_write, fsync_dir, printable
 from glimpse.core.library import Library
@@ -139,12 +140,14 @@ class CatalogueWriter:
             for ids in _chunks([a.id for a in existing.values()]):
                 s.execute(delete(Unit).where(Unit.asset_id.in_(ids)))
             stored: list[tuple[Unit, NewUnit]] = []
+            written: list[Asset] = []
             for embedded in finished:
                 asset = existing.get(str(embedded.entry.path))
                 if asset is None:
                     asset = Asset(path=str(embedded.entry.path), kind=embedded.entry.kind)
                     s.add(asset)
                 error = _fill_asset(asset, embedded)
+                written.append(asset)
                 if error:
                     summary.failed.append((asset.path, error))
                     continue
@@ -162,6 +165,8 @@ class CatalogueWriter:
                     s.add(unit)
                     stored.append((unit, new))
             s.flush()
+            # The item's text rows follow its fields (kept, or cleared when a file became another).
+            fulltext.sync(s, [a.id for a in written])
             self._write_thumbnails(stored)
             if stored:
                 store.append(

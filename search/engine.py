@@ -14,11 +14,14 @@ Shared by ``glimpse search`` and the HTTP API. In order:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset
 from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
@@ -27,9 +30,11 @@ from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
+from glimpse.search.fusion import rrf
 from glimpse.search.moments import SegmentTable, SequenceMatch, fit_table, sequences
-from glimpse.search.query import Media, QueryError, SearchQuery
+from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, SearchQuery, Sort
 from glimpse.search.reads import SCORE_DECIMALS, Hit
+from glimpse.search.relevance import RELEVANT, Calibration
 from glimpse.search.snapshots import IndexHolder
 
 if TYPE_CHECKING:
@@ -37,6 +42,16 @@ if TYPE_CHECKING:
 
 # Sequence queries look for their videos among this many top units of each step.
 SEQUENCE_CANDIDATES = 256
+FUSION_DEPTH = 50
+"""Items taken from each ranking (vector, keyword) for hybrid and keyword searches: their result
+lists hold at most this many items per ranking, the same for every page (stable pagination).
+Two pages of 24 from each ranking; deeper, RRF's 1/(60 + rank) adds little, and every item taken
+costs a catalogue read (bench/hybrid.py)."""
+RELEVANT_MAX = OFFSET_MAX + K_MAX
+"""Most results of a vector search sorted by price or date (the whole relevant set, up to this)."""
+_TEXT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glimpse-keyword")
+KEYWORD_PARTIAL = 0.25
+"""The relevance of a keyword match of only some of the query's words (alone: not relevant)."""
 
 
 class ModelNotLoaded(RuntimeError):
@@ -78,6 +93,9 @@ class Result:
     width: int | None = None
     height: int | None = None
     steps: list[dict[str, Any]] | None = None  # a sequence query's moments, one per step
+    relevance: float | None = None  # calibrated 0..1 (search/relevance.py); None: not measured
+    matched: dict[str, Any] = field(default_factory=dict)  # ranking name -> where it found this
+    indexed_at: datetime | None = None  # for sort=newest
 
 
 @dataclass
@@ -108,6 +126,7 @@ class SearchEngine:
         self.embedder = embedder
         self.searcher: IndexSearcher = searcher or DirectSearch()
         self.index = index or IndexHolder(library)
+        self._served_ids: tuple[int, VectorIndex, np.ndarray] | None = None
         self.segments = reads.SegmentCache()
 
     @property
@@ -157,6 +176,21 @@ class SearchEngine:
         return vec / max(float(np.linalg.norm(vec)), 1e-12)
 
     # -- search ------------------------------------------------------------------------------
+    def resolve_mode(self, q: SearchQuery) -> Mode:
+        """The query's mode, or the default: hybrid when the query has words and the library has
+        catalogue text, else vector (a library without text searches as it always did)."""
+        terms = fulltext.query_terms(q.q)
+        if q.mode == Mode.KEYWORD and not terms:
+            raise QueryError("keyword search needs words in `q`")
+        if q.then and q.mode not in (None, Mode.VECTOR):
+            raise QueryError("sequence queries (`then`) search by vector only: leave `mode` out")
+        if q.mode is not None:
+            return q.mode
+        if not terms or q.then:
+            return Mode.VECTOR
+        with self.library.Session() as s:
+            return Mode.HYBRID if fulltext.has_text(s) else Mode.VECTOR
+
     def search(
         self,
         q: SearchQuery,
@@ -172,25 +206,196 @@ class SearchEngine:
         """
         started = time.perf_counter()
         offset = q.offset if offset is None else offset
-        vector = self.query_vector(q, image)
+        mode = self.resolve_mode(q)
+        if mode == Mode.KEYWORD and (image is not None or q.image_id is not None or q.unit_id is not None):
+            raise QueryError("keyword search takes words only: use hybrid or vector for an example image")
+        vector = None if mode == Mode.KEYWORD else self.query_vector(q, image)
+        calibration = None if vector is None else self._calibration(vector)
+        cut = q.relevant_only or q.sort != Sort.RELEVANCE
         if q.then:
+            assert vector is not None
             results, more = self._sequences(vector, q, offset, exclude_items)
+        elif mode == Mode.VECTOR:
+            assert vector is not None
+            want = offset + q.k + 1 if q.sort == Sort.RELEVANCE else RELEVANT_MAX
+            floor = calibration.cutoff if cut and calibration is not None else None
+            results, more = self._ranked(vector, q, want, exclude_items, floor, calibration)
+            _vector_ranks(results)
         else:
-            results, more = self._ranked(vector, q, offset, exclude_items)
+            results, more = self._fused(q, mode, vector, calibration, exclude_items, cut), False
+        if cut:
+            results = [r for r in results if r.relevance is not None and r.relevance >= RELEVANT]
+        results = _sorted(results, q.sort)
         page = results[offset : offset + q.k]
+        if mode != Mode.VECTOR:
+            self._explain(page, fulltext.query_terms(q.q))
         next_offset = offset + q.k if more or len(results) > offset + q.k else None
         return Page(page, next_offset, (time.perf_counter() - started) * 1000)
 
+    def _calibration(self, vector: np.ndarray) -> Calibration | None:
+        background = self.index.background()
+        return Calibration.of(background @ vector) if len(background) else None
+
+    def _conditions(self, q: SearchQuery) -> list[Any]:
+        conditions = build_conditions(q.filters)
+        if q.media != Media.ALL:
+            conditions.append(Asset.kind == q.media.value)
+        return conditions
+
+    def _fused(
+        self,
+        q: SearchQuery,
+        mode: Mode,
+        vector: np.ndarray | None,
+        calibration: Calibration | None,
+        exclude_items: tuple[int, ...],
+        cut: bool,
+    ) -> list[Result]:
+        """Hybrid and keyword searches: the rankings fused by rank (search/fusion.py), an exact
+        SKU first; each result says where each ranking found it (``matched``)."""
+        terms = fulltext.query_terms(q.q)
+        skip = set(exclude_items) | ({q.image_id} if q.image_id is not None else set())
+        conditions = self._conditions(q)
+        # The keyword side runs on its own thread while FAISS searches here: both release the GIL
+        # (SQLite / the PostgreSQL driver while the query runs, FAISS while it scans).
+        text_side = _TEXT_POOL.submit(self._keyword_side, q, terms, conditions, skip)
+        vector_results: list[Result] = []
+        try:
+            if vector is not None:
+                floor = calibration.cutoff if cut and calibration is not None else None
+                vector_results, _ = self._ranked(vector, q, FUSION_DEPTH, exclude_items, floor, calibration)
+        finally:
+            keyword, skus = text_side.result()
+        complete = {i for i, _, every in keyword if every}
+        by_asset: dict[int, list[Result]] = {}
+        for r in vector_results:
+            by_asset.setdefault(r.id, []).append(r)
+        keyword_score = {i: score for i, score, _ in keyword}
+        fused = rrf({"vector": list(by_asset), "keyword": [i for i, _, _ in keyword]})
+        order = skus + [int(f.key) for f in fused if f.key not in skus]  # type: ignore[call-overload]
+        ranks = {int(f.key): f for f in fused}  # type: ignore[call-overload]
+        others = self._keyword_only([i for i in order if i not in by_asset], vector, calibration, q)
+        results: list[Result] = []
+        for asset_id in order:
+            found = by_asset.get(asset_id) or others.get(asset_id)
+            if not found:
+                continue  # not indexed any more, or under min_score
+            f = ranks.get(asset_id)
+            for r in found:
+                if f is not None:
+                    r.matched["fused"] = round(f.score, SCORE_DECIMALS)
+                    if "vector" in f.ranks:
+                        r.matched["vector"] = {"rank": f.ranks["vector"], "score": r.score}
+                    if "keyword" in f.ranks:
+                        r.matched["keyword"] = {
+                            "rank": f.ranks["keyword"],
+                            "score": round(keyword_score[asset_id], SCORE_DECIMALS),
+                            "all_words": asset_id in complete,
+                        }
+                text_relevance = (
+                    1.0 if asset_id in complete else KEYWORD_PARTIAL if f and "keyword" in f.ranks else 0.0
+                )
+                if asset_id in skus:
+                    r.matched["sku"] = True
+                    text_relevance = 1.0
+                r.relevance = round(max(r.relevance or 0.0, text_relevance), 4)
+                if vector is None and asset_id in keyword_score:
+                    r.score = round(keyword_score[asset_id], SCORE_DECIMALS)  # keyword mode: its own score
+                results.append(r)
+        return results
+
+    def _keyword_side(
+        self, q: SearchQuery, terms: list[str], conditions: list[Any], skip: set[int]
+    ) -> tuple[list[tuple[int, float, bool]], list[int]]:
+        """The keyword ranking (without the ``skip`` items) and the items whose SKU is the query."""
+        with self.library.Session() as s:
+            keyword = [
+                hit
+                for hit in fulltext.keyword_ranking(s, terms, conditions, FUSION_DEPTH + len(skip))
+                if hit[0] not in skip
+            ][:FUSION_DEPTH]
+            skus = [i for i in fulltext.exact_sku(s, q.q, conditions) if i not in skip]
+        return keyword, skus
+
+    def _keyword_only(
+        self,
+        asset_ids: list[int],
+        vector: np.ndarray | None,
+        calibration: Calibration | None,
+        q: SearchQuery,
+    ) -> dict[int, list[Result]]:
+        """Results for items that the vector ranking did not return: an image as itself, a video
+        as a whole; scored by their best stored vector when there is a query vector."""
+        assets, units = reads.indexed_items(self.library, asset_ids)
+        snapshot = self.snapshot
+        found: dict[int, list[Result]] = {}
+        for asset_id, asset in assets.items():
+            unit_ids = np.array(units.get(asset_id, []), dtype=np.int64)
+            if not len(unit_ids):
+                continue
+            score = 0.0
+            unit_id = int(unit_ids[0])
+            if vector is not None:
+                stored = unit_ids[self._served(snapshot, unit_ids)]
+                if len(stored):
+                    scores = snapshot.index.vectors(stored) @ vector
+                    best = int(np.argmax(scores))
+                    score, unit_id = float(scores[best]), int(stored[best])
+                if q.min_score is not None and round(score, SCORE_DECIMALS) < q.min_score:
+                    continue
+            r = _result(asset, unit_id, score)
+            if calibration is not None:
+                r.relevance = round(calibration.relevance(r.score), 4)
+            found[asset_id] = [r]
+        return found
+
+    def _served(self, snapshot: IndexSnapshot, unit_ids: np.ndarray) -> np.ndarray:
+        """Which of ``unit_ids`` the snapshot holds (bool mask): a binary search in its sorted ids,
+        kept per version (the catalogue may be a moment ahead of the served index)."""
+        cached = self._served_ids
+        if cached is None or cached[0] != snapshot.version or cached[1] is not snapshot.index:
+            cached = (snapshot.version, snapshot.index, np.sort(snapshot.index.ids()))
+            self._served_ids = cached
+        ids = cached[2]
+        at = np.searchsorted(ids, unit_ids)
+        return (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == unit_ids) if len(ids) else at < 0
+
+    def _explain(self, page: list[Result], terms: list[str]) -> None:
+        """The keyword ranking's field and highlighted snippet for each result of the page."""
+        ids = [r.id for r in page if "keyword" in r.matched]
+        if not ids:
+            return
+        with self.library.Session() as s:
+            found = fulltext.matches(s, terms, ids)
+        for r in page:
+            m = found.get(r.id)
+            if m is not None and "keyword" in r.matched:
+                r.matched["keyword"] = {**r.matched["keyword"], "field": m.field, "snippet": m.snippet}
+
     def _ranked(
-        self, vector: np.ndarray, q: SearchQuery, offset: int, exclude_items: tuple[int, ...]
+        self,
+        vector: np.ndarray,
+        q: SearchQuery,
+        want: int,
+        exclude_items: tuple[int, ...],
+        floor: float | None = None,
+        calibration: Calibration | None = None,
     ) -> tuple[list[Result], bool]:
-        """Results ranked from the top down to at least offset + k + 1 (to know if more exist).
+        """Vector results ranked from the top down to at least ``want`` (and whether more exist),
+        none scoring under ``q.min_score`` or ``floor`` (the relevance cutoff, as a cosine).
 
         Video hits merge into moments, so the number of hits needed is not known in advance:
         fetch, group, and fetch twice as many while the page is not full and hits remain.
         """
         snapshot = self.snapshot
         allowed = self._allowed_units(q)
+        min_score = q.min_score
+        if floor is not None:
+            min_score = (
+                max(min_score, round(floor, SCORE_DECIMALS))
+                if min_score is not None
+                else round(floor, SCORE_DECIMALS)
+            )
         # Left out after the search rather than by the id selector: excluding a few ids from
         # millions would make every "more like this" a filtered search over all the others.
         skip_items = set(exclude_items) | ({q.image_id} if q.image_id is not None else set())
@@ -198,28 +403,29 @@ class SearchEngine:
         if allowed is not None and len(allowed) == 0:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
-        want = offset + q.k + 1
-        fetch = min(available, max(want * 2, 32))
+        fetch = min(available, max(want + want // 4, 32))  # images: one hit each; videos: grow below
         videos: dict[int, tuple[SegmentTable, np.ndarray]] = {}  # each video's segments + scores, once
+        typical = calibration.typical if calibration is not None else None
         while True:
             scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed)
-            hits, assets = reads.read_hits(self.library, ids[0], scores[0], q.min_score)
+            hits, assets = reads.read_hits(self.library, ids[0], scores[0], min_score)
             hits = [h for h in hits if h.asset_id not in skip_items and h.unit_id not in skip_units]
-            results = self._group(hits, assets, vector, videos, skip_units)
+            results = self._group(hits, assets, vector, videos, skip_units, typical, floor)
             exhausted = fetch >= available or (
-                q.min_score is not None
+                min_score is not None
                 and len(scores[0]) > 0
-                and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
+                and round(float(scores[0][-1]), SCORE_DECIMALS) < min_score
             )
             if len(results) >= want or exhausted:
+                if calibration is not None:
+                    for r in results:
+                        r.relevance = round(calibration.relevance(r.score), 4)
                 return results, len(results) >= want
             fetch = min(available, fetch * 2)
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
         """The unit ids the filters allow, or None when nothing is filtered."""
-        conditions = build_conditions(q.filters)
-        if q.media != Media.ALL:
-            conditions.append(Asset.kind == q.media.value)
+        conditions = self._conditions(q)
         if not conditions:
             return None
         return reads.allowed_units(self.library, conditions)
@@ -231,12 +437,13 @@ class SearchEngine:
         vector: np.ndarray,
         videos: dict[int, tuple[SegmentTable, np.ndarray]],
         skip_units: set[int],
+        typical: float | None,
+        floor: float | None,
     ) -> list[Result]:
         """Images as they are; each video among the hits as the moments fitted to the query over
         all of its segments (search/moments.py), at most ``moments_per_video`` of them."""
         results: list[Result] = []
         seen: set[int] = set()
-        typical: float | None = None
         skip = np.array(sorted(skip_units), dtype=np.int64)
         for h in hits:
             if h.asset_id in seen:
@@ -256,7 +463,12 @@ class SearchEngine:
             if typical is None:
                 typical = self._typical(vector)
             fitted = fit_table(
-                asset.id, table, scores, per_video=self.settings.moments_per_video, typical=typical
+                asset.id,
+                table,
+                scores,
+                per_video=self.settings.moments_per_video,
+                typical=typical,
+                floor=floor,
             )
             for m in fitted:
                 results.append(
@@ -365,5 +577,34 @@ def _result(asset: Asset, unit_id: int, score: float, **extra: Any) -> Result:
         metadata=metadata,
         width=asset.width,
         height=asset.height,
+        indexed_at=asset.indexed_at,
         **extra,
     )
+
+
+def _vector_ranks(results: list[Result]) -> None:
+    """``matched.vector``: each result's item rank (from 1) in the vector ranking, and its score."""
+    ranks: dict[int, int] = {}
+    for r in results:
+        rank = ranks.setdefault(r.id, len(ranks) + 1)
+        r.matched["vector"] = {"rank": rank, "score": r.score}
+
+
+def _sorted(results: list[Result], sort: Sort) -> list[Result]:
+    """``results`` in the asked order; ties (and items without a price or date, last) keep the
+    relevance order, so every page of one query cuts the same list."""
+    if sort == Sort.PRICE_ASC:
+        return sorted(results, key=lambda r: (_price(r) is None, _price(r) or 0.0))
+    if sort == Sort.PRICE_DESC:
+        return sorted(results, key=lambda r: (_price(r) is None, -(_price(r) or 0.0)))
+    if sort == Sort.NEWEST:
+        return sorted(
+            results,
+            key=lambda r: (r.indexed_at is None, -(r.indexed_at.timestamp() if r.indexed_at else 0.0)),
+        )
+    return results
+
+
+def _price(r: Result) -> float | None:
+    price = r.metadata.get("price")
+    return float(price) if isinstance(price, (int, float)) else None

@@ -49,6 +49,38 @@ class Media(StrEnum):
     VIDEO = "video"
 
 
+class Mode(StrEnum):
+    """Which rankings a search uses: the vector index, the full-text index, or both fused (RRF)."""
+
+    HYBRID = "hybrid"
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+
+
+class Sort(StrEnum):
+    """The order of the results; other than ``relevance``, within the relevant set only."""
+
+    RELEVANCE = "relevance"
+    PRICE_ASC = "price_asc"
+    PRICE_DESC = "price_desc"
+    NEWEST = "newest"
+
+
+MODE_DOC = (
+    "hybrid: the vector and keyword rankings fused by rank (RRF, k=60), an exact SKU first; vector: "
+    "image similarity only; keyword: the catalogue text only. Default: hybrid when the library has "
+    "catalogue text and the query has words, else vector."
+)
+RELEVANT_ONLY_DOC = (
+    "Keep only results whose calibrated `relevance` is at least 0.5 (the similarity stands out "
+    "from the query's own score distribution, or every word matched the text, or the SKU)."
+)
+SORT_DOC = (
+    "relevance (default), price_asc, price_desc or newest. Any order but relevance sorts the "
+    "relevant set (as with relevant_only=true); ties keep the relevance order."
+)
+
+
 class QueryError(ValueError):
     """The query cannot be run as given (nothing to search for, bad weights...)."""
 
@@ -139,6 +171,9 @@ class SearchQuery(TextInput):
     )
     weights: Weights = Field(default_factory=Weights)
     media: Media = Field(Media.ALL, description="Only images, only videos, or both.")
+    mode: Mode | None = Field(None, description=MODE_DOC)
+    relevant_only: bool = Field(False, description=RELEVANT_ONLY_DOC)
+    sort: Sort = Field(Sort.RELEVANCE, description=SORT_DOC)
     filters: dict[str, Any] | None = Field(None, description=FILTERS_DOC)
     k: int = Field(K_DEFAULT, ge=1, le=K_MAX, description="Results per page.")
     offset: int = Field(0, ge=0, le=OFFSET_MAX, description="Results to skip (or use `cursor`).")
@@ -208,6 +243,9 @@ class FlatPage(TextInput):
     model_config = ConfigDict(extra="forbid")
 
     media: Media = Field(Media.ALL, description="Only images, only videos, or both.")
+    mode: Mode | None = Field(None, description=MODE_DOC)
+    relevant_only: bool = Field(False, description=RELEVANT_ONLY_DOC)
+    sort: Sort = Field(Sort.RELEVANCE, description=SORT_DOC)
     filters: str | None = Field(
         None,
         max_length=10_000,
@@ -234,6 +272,9 @@ class FlatPage(TextInput):
         """The one query model; ``terms`` add what is searched for (``q``, ``image_id``...)."""
         return SearchQuery(
             media=self.media,
+            mode=self.mode,
+            relevant_only=self.relevant_only,
+            sort=self.sort,
             filters=merge_flat_filters(self),
             k=self.k,
             offset=self.offset,

@@ -76,6 +76,24 @@ def read_hits(
     return hits, assets
 
 
+def indexed_items(library: Library, asset_ids: list[int]) -> tuple[dict[int, Asset], dict[int, list[int]]]:
+    """The indexed ones of ``asset_ids`` and each one's unit ids (ascending), in one session."""
+    if not asset_ids:
+        return {}, {}
+    with library.Session() as s:
+        assets = {
+            a.id: a
+            for a in s.scalars(select(Asset).where(Asset.id.in_(asset_ids)))
+            if a.status == Status.INDEXED
+        }
+        units: dict[int, list[int]] = {}
+        for unit_id, asset_id in s.execute(
+            select(Unit.id, Unit.asset_id).where(Unit.asset_id.in_(list(assets))).order_by(Unit.id)
+        ):
+            units.setdefault(asset_id, []).append(unit_id)
+    return assets, units
+
+
 def allowed_units(library: Library, conditions: list[ColumnElement[bool]]) -> np.ndarray:
     """Ids (int64, ascending) of the indexed units whose asset matches every condition."""
     with library.Session() as s:

@@ -346,6 +346,68 @@ def _catalogue_item(seed: int, index: int, image_size: int, out_dir: Path) -> Ca
     )
 
 
+SHOP_BRANDS = ("Acme", "Borealis", "Corvid")
+SHOP_MATERIALS = ("ceramic", "enamel")
+SHOP_SHAPES = ("circle", "square", "triangle")
+SHOP_COLOURS = ("red", "green", "blue")
+# The rest of the shop: other products, brands and colours, so that (as in a real catalogue) what
+# a query names is a small part of it.
+OTHER_BRANDS = ("Dunmore", "Fenwick")
+OTHER_SHAPES = ("star", "cross", "ring")
+OTHER_COLOURS = ("yellow", "purple", "orange", "black")
+
+
+@dataclass(frozen=True)
+class ShopItem:
+    """A product whose picture and text each tell only part of it: the image shows the colour and
+    shape, the text names the brand, material and shape but never the colour."""
+
+    sku: str
+    title: str
+    description: str
+    brand: str
+    price: float
+    category: str
+    scene: Scene = field(compare=False)
+
+
+def make_shop(seed: int = 0, image_size: int = 64) -> list[tuple[Image.Image, ShopItem]]:
+    """Every brand x material x shape x colour of the ``SHOP_*`` tuples (54 items), then of the
+    ``OTHER_*`` ones (48), rendered: "red Acme circle" needs the picture (for red) and the text
+    (for Acme) together."""
+    items: list[tuple[Image.Image, ShopItem]] = []
+    combos = [
+        (b, m, s, c) for b in SHOP_BRANDS for m in SHOP_MATERIALS for s in SHOP_SHAPES for c in SHOP_COLOURS
+    ] + [
+        (b, m, s, c)
+        for b in OTHER_BRANDS
+        for m in SHOP_MATERIALS
+        for s in OTHER_SHAPES
+        for c in OTHER_COLOURS
+    ]
+    for index, (brand, material, shape, colour) in enumerate(combos):
+        rng = item_rng(seed, index, "shop")
+        scene = Scene(
+            shape=shape,
+            colour=colour,
+            background="white",
+            rotation=rng.uniform(-15.0, 15.0),
+            scale_jitter=rng.uniform(0.9, 1.1),
+        )
+        kind, category = PRODUCT_KINDS[shape]
+        item = ShopItem(
+            sku=f"{brand[:2].upper()}-{index + 1000}",
+            title=f"{brand} {shape} {kind}",
+            description=f"A {material} {kind} made by {brand}.",
+            brand=brand,
+            price=float(rng.randint(3, 90)) - 0.01,
+            category=category,
+            scene=scene,
+        )
+        items.append((render(scene, image_size), item))
+    return items
+
+
 def make_videos(
     out_dir: Path,
     seed: int,

@@ -24,6 +24,8 @@ import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 Media = Literal["all", "image", "video"]
+SearchMode = Literal["hybrid", "vector", "keyword"]
+SortOrder = Literal["relevance", "price_asc", "price_desc", "newest"]
 
 
 class ApiError(Exception):
@@ -84,8 +86,13 @@ class SearchRequest:
     then: tuple[str, ...] = ()
     within: float | None = None
 
+    # None leaves the API's default: hybrid when the library has catalogue text, else vector.
+    mode: SearchMode | None = None
+    relevant_only: bool | None = None
+    sort: SortOrder | None = None
+
     def body(self) -> dict[str, Any]:
-        body = {k: v for k, v in self.__dict__.items() if v not in (None, "", {}, ())}
+        body = {k: v for k, v in self.__dict__.items() if v is not None and v != "" and v != {} and v != ()}
         if "then" in body:
             body["then"] = list(body["then"])
         return body
@@ -126,6 +133,8 @@ class Hit:
     best_time: float | None = None
     # A sequence query's hit: the moment of each step, in order ((start, end) seconds).
     steps: tuple[tuple[float, float], ...] = ()
+    relevance: float | None = None  # calibrated 0..1 (0.5: the relevance cutoff)
+    matched: dict[str, Any] = field(default_factory=dict)  # which rankings found it, and where
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Hit:
@@ -143,6 +152,8 @@ class Hit:
             end=data.get("end"),
             best_time=data.get("best_time"),
             steps=tuple((float(s["start"]), float(s["end"])) for s in data.get("steps") or ()),
+            relevance=data.get("relevance"),
+            matched=dict(data.get("matched") or {}),
         )
 
     @property

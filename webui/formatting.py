@@ -157,7 +157,7 @@ def results_summary(count: int, more: bool, took_ms: float | None, pages: int) -
     return text
 
 
-def no_results_text(media: str, filters: Mapping[str, Any]) -> str:
+def no_results_text(media: str, filters: Mapping[str, Any], relevant_only: bool = False) -> str:
     """Why a search came back empty, as far as the UI can tell.
 
     Videos carry no price or category, so either filter leaves every video out: say so when
@@ -165,6 +165,12 @@ def no_results_text(media: str, filters: Mapping[str, Any]) -> str:
     """
     narrowed = bool(filters) or media != "all"
     text = f"No results. Try other words{' or widen the filters' if narrowed else ''}."
+    if relevant_only:
+        text = (
+            "Nothing stands out as relevant to this search. Try other words"
+            f"{', widen the filters' if narrowed else ''}, or turn off *Relevant only* to see the "
+            "closest matches anyway."
+        )
     catalogue_filters = [name for name in ("price", "category") if name in filters]
     if media in ("video", "all") and catalogue_filters:
         named = " and ".join(catalogue_filters)
@@ -197,6 +203,29 @@ def upload_error_text(filename: str, exc: ApiError) -> str:
 
 
 # -- result cards ---------------------------------------------------------------------------
+def why_matched(hit: Hit) -> str:
+    """One line of plain text saying which rankings found a hit and where, e.g.
+    ``SKU · words in title: «Vans» canvas shoe · picture #3``; empty when the API says nothing."""
+    matched = hit.matched
+    parts = []
+    if matched.get("sku"):
+        parts.append("SKU")
+    keyword = matched.get("keyword")
+    if keyword:
+        where = f" in {keyword['field']}: {keyword['snippet']}" if keyword.get("field") else ""
+        parts.append(f"words{where}")
+    vector = matched.get("vector")
+    if vector:
+        parts.append(f"picture #{vector['rank']}")
+    return " · ".join(parts)
+
+
+def _marked(text: str) -> str:
+    """``text`` escaped for HTML, with the API's «» match marks as <mark> elements."""
+    escaped = html.escape(text)
+    return escaped.replace("«", "<mark>").replace("»", "</mark>")
+
+
 def card_html(hit: Hit) -> str:
     """Title, then price / category or the moment's time range, then the score in small print."""
     meta = hit.metadata
@@ -214,7 +243,13 @@ def card_html(hit: Hit) -> str:
         details.append(f'<span class="glimpse-chip">{html.escape(str(meta["category"]))}</span>')
     if details:
         lines.append(f'<div class="glimpse-meta">{" ".join(details)}</div>')
-    lines.append(f'<div class="glimpse-score">score {hit.score:.3f}</div>')
+    why = why_matched(hit)
+    if why:
+        lines.append(f'<div class="glimpse-why">{_marked(why)}</div>')
+    score = f"score {hit.score:.3f}"
+    if hit.relevance is not None:
+        score += f" · relevance {hit.relevance:.2f}"
+    lines.append(f'<div class="glimpse-score">{score}</div>')
     return "\n".join(lines)
 
 

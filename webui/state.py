@@ -9,8 +9,9 @@ Keys kept in ``st.session_state``:
   search changed, so the count starts again at one;
 - ``last_request``: the body of the last search sent (tests read it to see what the API got);
 - ``media_links``: signed media links still valid, by item id (kept by ``api_access``);
-- the widgets' own keys: ``q_input``, ``not_input``, ``then_input``, ``within_input``,
-  ``upload_input``, ``media_filter``, ``category_filter``, ``price_filter``.
+- the widgets' own keys: ``q_input``, ``not_input``, ``then_input``, ``within_input``, ``upload_input``, ``media_filter``,
+  ``category_filter``, ``price_filter``, and how results are ranked: ``mode_input`` (auto, hybrid,
+  vector, keyword), ``relevant_input`` (relevant only, on by default), ``sort_input``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import streamlit as st
 from glimpse.webui.client import Hit
 
 Mode = Literal["text", "blank", "image", "similar"]
+AUTO = "auto"  # the search-mode choice that leaves the API's default (hybrid when there is text)
 
 
 class Query(TypedDict, total=False):
@@ -47,8 +49,23 @@ class Detail(TypedDict, total=False):
     unit_id: int | None  # the moment's segment, for "more like this" from the detail view
 
 
+class Ranking(TypedDict):
+    """How results are ranked and cut: the sidebar's "Results" choices."""
+
+    mode: str  # AUTO or an API mode
+    relevant_only: bool
+    sort: str
+
+
 def init_state() -> None:
-    defaults = {"query": None, "pages": 1, "request_key": None, "detail": None, "last_request": None}
+    defaults = {
+        "query": None,
+        "pages": 1,
+        "request_key": None,
+        "detail": None,
+        "last_request": None,
+        "relevant_input": True,
+    }
     for name, value in defaults.items():
         st.session_state.setdefault(name, value)
 

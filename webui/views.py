@@ -56,9 +56,11 @@ from glimpse.webui.formatting import (
     upload_limit_mb,
 )
 from glimpse.webui.state import (
+    AUTO,
     DEFAULT_WITHIN,
     Detail,
     Query,
+    Ranking,
     clear_query,
     close_detail,
     init_state,
@@ -72,6 +74,18 @@ from glimpse.webui.state import (
 
 SIMILAR_COUNT = 8
 MEDIA_LABELS = {"all": "All", "image": "Images", "video": "Videos"}
+MODE_LABELS = {
+    AUTO: "Words and picture",
+    "hybrid": "Hybrid",
+    "vector": "Picture only",
+    "keyword": "Words only",
+}
+SORT_LABELS = {
+    "relevance": "Relevance",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+    "newest": "Newest",
+}
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 CSS = """
@@ -90,6 +104,9 @@ CSS = """
 .glimpse-moment {display: inline-block; background: #111827; color: #fff; border-radius: 0.35rem;
   padding: 0 0.45rem; font-size: 0.85rem; font-variant-numeric: tabular-nums;}
 .glimpse-score {color: #9ca3af; font-size: 0.75rem;}
+.glimpse-why {color: #6b7280; font-size: 0.75rem; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap;}
+.glimpse-why mark {background: #fef08a; padding: 0 1px;}
 .glimpse-noimage {aspect-ratio: 4 / 3; display: flex; align-items: center; justify-content: center;
   background: #f3f4f6; border-radius: 0.5rem; color: #9ca3af; font-size: 2rem;}
 /* The detail table fits its column: long values (paths, links) wrap instead of scrolling sideways. */
@@ -113,12 +130,12 @@ def main() -> None:
     if stats.total == 0:
         empty_library()
         return
-    media, filters = sidebar(stats)
+    media, filters, ranking = sidebar(stats)
     search_form(stats)
     if st.session_state.detail:
         detail_view(cfg, st.session_state.detail)
     elif st.session_state.query:
-        results_section(cfg, st.session_state.query, media, filters)
+        results_section(cfg, st.session_state.query, media, filters, ranking)
     else:
         welcome(stats)
 
@@ -152,11 +169,13 @@ def welcome(stats: LibraryStats) -> None:
 
 
 # -- sidebar: library facts and filters -----------------------------------------------------
-def sidebar(stats: LibraryStats) -> tuple[str, dict[str, Any]]:
-    """The media kind and the API filters chosen in the sidebar (only what narrows the search)."""
+def sidebar(stats: LibraryStats) -> tuple[str, dict[str, Any], Ranking]:
+    """The media kind, the API filters (only what narrows the search) and the ranking chosen in
+    the sidebar."""
     with st.sidebar:
         st.markdown("### Library")
         st.caption(library_caption(stats))
+        ranking = ranking_controls()
         st.markdown("### Filters")
         media = (
             st.segmented_control(
@@ -184,7 +203,22 @@ def sidebar(stats: LibraryStats) -> tuple[str, dict[str, Any]]:
         st.button("Reset filters", on_click=reset_filters, type="tertiary", icon=":material/restart_alt:")
         if stats.failed:
             st.caption(f":material/warning: {plural(stats.failed, 'file')} could not be indexed.")
-    return media, filters
+    return media, filters, ranking
+
+
+def ranking_controls() -> Ranking:
+    """Search mode, "relevant only" (on unless turned off) and the sort order."""
+    st.markdown("### Results")
+    mode = st.selectbox(
+        "Search by", list(MODE_LABELS), format_func=lambda m: MODE_LABELS[m], key="mode_input"
+    )
+    relevant_only = st.toggle(
+        "Relevant only",
+        key="relevant_input",
+        help="Hide results that do not stand out from the rest of the library for this search.",
+    )
+    sort = st.selectbox("Sort by", list(SORT_LABELS), format_func=lambda m: SORT_LABELS[m], key="sort_input")
+    return Ranking(mode=mode or AUTO, relevant_only=bool(relevant_only), sort=sort or "relevance")
 
 
 # -- search form ----------------------------------------------------------------------------
@@ -222,7 +256,12 @@ def search_form(stats: LibraryStats) -> None:
 
 
 # -- running a search -----------------------------------------------------------------------
-def build_request(cfg: UiConfig, query: Query, media: str, filters: dict[str, Any]) -> SearchRequest:
+def build_request(
+    cfg: UiConfig, query: Query, media: str, filters: dict[str, Any], ranking: Ranking | None = None
+) -> SearchRequest:
+    ranking = ranking or Ranking(mode=AUTO, relevant_only=True, sort="relevance")
+    # The mode choice is about words; a search by example is by picture whatever it says.
+    mode = ranking["mode"] if query["mode"] == "text" and ranking["mode"] != AUTO else None
     return SearchRequest(
         q=query.get("q"),
         negative=query.get("negative"),
@@ -233,6 +272,9 @@ def build_request(cfg: UiConfig, query: Query, media: str, filters: dict[str, An
         k=cfg.page_size,
         then=tuple(query.get("then") or ()),
         within=query.get("within") if query.get("then") else None,
+        mode=mode,  # type: ignore[arg-type]
+        relevant_only=ranking["relevant_only"] or None,
+        sort=None if ranking["sort"] == "relevance" else ranking["sort"],  # type: ignore[arg-type]
     )
 
 
@@ -271,11 +313,13 @@ def load_pages(
     return hits, cursor is not None, took, pages
 
 
-def results_section(cfg: UiConfig, query: Query, media: str, filters: dict[str, Any]) -> None:
+def results_section(
+    cfg: UiConfig, query: Query, media: str, filters: dict[str, Any], ranking: Ranking
+) -> None:
     if query["mode"] == "blank":
         st.info("Type what you are looking for in the search box (the *Not* field only leaves things out).")
         return
-    request = build_request(cfg, query, media, filters)
+    request = build_request(cfg, query, media, filters, ranking)
     request_key = json.dumps(
         {"q": request.body(), "image": query.get("name"), "size": len(query.get("data") or b"")},
         sort_keys=True,
@@ -301,7 +345,10 @@ def results_section(cfg: UiConfig, query: Query, media: str, filters: dict[str, 
         with banner:
             upload_banner(query)
     if not hits:
-        st.info(no_results_text(media, filters), icon=":material/search_off:")
+        st.info(
+            no_results_text(media, filters, relevant_only=bool(request.relevant_only)),
+            icon=":material/search_off:",
+        )
         return
     st.caption(results_summary(len(hits), more, took, pages))
     result_grid(hits, key="results")

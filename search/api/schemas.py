@@ -65,6 +65,30 @@ class StepOut(BaseModel):
     unit_id: int
 
 
+class VectorMatchOut(BaseModel):
+    rank: int = Field(description="The item's rank (from 1) in the vector ranking.")
+    score: float = Field(description="Cosine similarity to the query.")
+
+
+class KeywordMatchOut(BaseModel):
+    rank: int = Field(description="The item's rank (from 1) in the keyword ranking.")
+    score: float = Field(description="The full-text engine's score (SQLite: -BM25; PostgreSQL: ts_rank).")
+    all_words: bool = Field(description="Whether the item's text holds every word of the query.")
+    field: str | None = Field(None, description="Where it matched: title, sku, category, description, extra.")
+    snippet: str | None = Field(
+        None, description="That field around the match, each matched word between « and »."
+    )
+
+
+class MatchedOut(BaseModel):
+    """Why a result is there: which rankings found it, and where."""
+
+    vector: VectorMatchOut | None = None
+    keyword: KeywordMatchOut | None = None
+    sku: bool = Field(False, description="The query is this item's SKU (it comes first).")
+    fused: float | None = Field(None, description="Hybrid: the reciprocal rank fusion score (k=60).")
+
+
 class ResultOut(BaseModel):
     id: int = Field(description="The item (asset) id: an image, or the video a moment belongs to.")
     unit_id: int = Field(description="The matching image or video segment (its thumbnail shows the hit).")
@@ -74,7 +98,10 @@ class ResultOut(BaseModel):
         "the server's full path when GLIMPSE_FULL_PATHS=true."
     )
     title: str | None = None
-    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    score: float = Field(
+        description="Cosine similarity to the query (higher is closer); with mode=keyword, the "
+        "full-text engine's score."
+    )
     media_url: str
     thumbnail_url: str
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -86,6 +113,13 @@ class ResultOut(BaseModel):
     steps: list[StepOut] | None = Field(
         None, description="Sequence queries: the moment matching each step, in order."
     )
+    relevance: float | None = Field(
+        None,
+        description="Calibrated relevance 0..1: 0.5 where the similarity stands 3 robust standard "
+        "deviations above the query's scores over a background sample of the library; 1 for a "
+        "keyword match of every word or the SKU. `relevant_only` keeps >= 0.5.",
+    )
+    matched: MatchedOut = Field(default_factory=MatchedOut, description="Why it matched.")
 
     @classmethod
     def build(cls, result: Result, prefix: str, paths: PathDisplay) -> ResultOut:

@@ -38,7 +38,9 @@ def open_ui(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]
     """Start the app against an API URL (and optional env), run it once, fail on any exception."""
     import streamlit as st
 
-    def start(url: str, **env: str) -> AppTest:
+    def start(url: str, relevant_only: bool = False, **env: str) -> AppTest:
+        """``relevant_only=False`` turns the sidebar's "Relevant only" (on by default) off, so a
+        test of another feature sees every result the API ranks, as ``api_search`` does."""
         monkeypatch.setenv("GLIMPSE_API_URL", url)
         monkeypatch.delenv("GLIMPSE_API_KEY", raising=False)
         monkeypatch.delenv("GLIMPSE_PUBLIC_API_URL", raising=False)
@@ -47,6 +49,10 @@ def open_ui(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]
         at = AppTest.from_file(str(APP), default_timeout=90)
         at.run()
         assert not at.exception, at.exception
+        toggles = [t for t in at.toggle if t.key == "relevant_input"]
+        if toggles and not relevant_only:
+            toggles[0].set_value(False).run()
+            assert not at.exception, at.exception
         return at
 
     yield start
@@ -464,3 +470,41 @@ def test_an_empty_then_box_is_a_plain_search(api, open_ui):
     at.text_input(key="then_input").input(" ; ")
     at = search(at, "red shoes")
     assert "then" not in at.session_state["last_request"]
+
+
+# -- ranking: mode, relevant only, sort, why it matched ------------------------------------------
+WHY = re.compile(r'<div class="glimpse-why">(.*?)</div>')
+
+
+def test_relevant_only_is_on_by_default_and_goes_to_the_api(api, open_ui):
+    at = open_ui(api.url, relevant_only=True)
+    assert at.toggle(key="relevant_input").value is True
+    search(at, "dress")
+    assert at.session_state["last_request"] == {"q": "dress", "media": "all", "k": 24, "relevant_only": True}
+    expected = api_search(api, q="dress", media="all", relevant_only=True)
+    assert card_titles(at) == [api_name(r) for r in expected]
+    assert set(card_titles(at)) >= {t for _f, _c, t, _p, cat in PRODUCTS if cat == "dresses"}
+
+
+def test_mode_and_sort_go_to_the_api_and_cards_show_why_they_matched(api, open_ui):
+    at = open_ui(api.url, relevant_only=True)
+    at.selectbox(key="mode_input").set_value("keyword").run()
+    at.selectbox(key="sort_input").set_value("price_asc").run()
+    search(at, "dress")
+    sent = at.session_state["last_request"]
+    assert sent["mode"] == "keyword" and sent["sort"] == "price_asc" and sent["relevant_only"] is True
+    titles = card_titles(at)
+    dresses = sorted((p, t) for _f, _c, t, p, cat in PRODUCTS if cat == "dresses")
+    assert titles == [t for _p, t in dresses]  # every dress, cheapest first
+    whys = [WHY.search(c).group(1) for c in cards(at)]
+    assert all("words in title:" in w and "<mark>dress</mark>" in w.lower() for w in whys), whys
+
+
+def test_nothing_relevant_says_how_to_see_the_closest_matches(api, open_ui):
+    at = open_ui(api.url, relevant_only=True)
+    at.selectbox(key="mode_input").set_value("keyword").run()
+    search(at, "zebra")
+    assert not cards(at)
+    assert "Nothing stands out as relevant" in texts(at.info) and "Relevant only" in texts(at.info)
+    at.toggle(key="relevant_input").set_value(False).run()
+    assert "relevant_only" not in at.session_state["last_request"]

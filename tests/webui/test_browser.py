@@ -96,6 +96,9 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
     box = WebDriverWait(browser, 90).until(
         lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     )
+    # "Relevant only" is on by default; off, every product and moment is shown, ranked.
+    relevant_only_off(browser)
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     box.send_keys("red shoes")
     box.send_keys(Keys.ENTER)
 
@@ -127,9 +130,26 @@ def test_typing_a_query_and_enter_shows_result_thumbnails_in_the_browser(ui_url,
     assert len(thumbnails) > len(titles), "the video moments have thumbnails too"
     assert all(title in page for title in titles)
     assert "$59.00" in page and "Traceback" not in page
+    # Why each matched: the shoes' catalogue text holds "shoes", marked in the card's line.
+    marked = [
+        m.text.lower() for m in browser.find_elements(By.CSS_SELECTOR, ".st-key-results .glimpse-why mark")
+    ]
+    assert "shoes" in marked or "red" in marked, marked
 
 
-def submit_query(browser, ui_url: str, text: str) -> None:
+def relevant_only_off(browser) -> None:
+    """Turn the sidebar's "Relevant only" (on by default, as checked here) off, and wait for it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    checkbox = ".st-key-relevant_input input[type=checkbox]"
+    toggle = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, checkbox))
+    assert toggle.is_selected()
+    browser.find_element(By.CSS_SELECTOR, ".st-key-relevant_input label").click()
+    WebDriverWait(browser, 30).until(lambda d: not d.find_element(By.CSS_SELECTOR, checkbox).is_selected())
+
+
+def submit_query(browser, ui_url: str, text: str, relevant_only: bool = True) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -138,6 +158,9 @@ def submit_query(browser, ui_url: str, text: str) -> None:
     box = WebDriverWait(browser, 90).until(
         lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     )
+    if not relevant_only:
+        relevant_only_off(browser)
+        box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Search"]')
     box.send_keys(text)
     box.send_keys(Keys.ENTER)
 
@@ -160,7 +183,7 @@ def test_play_starts_the_video_from_the_api_at_its_best_match(api, ui_url, brows
     moments = httpx.post(f"{api.url}/v1/search", json={"q": "blue", "media": "video"}, timeout=60).json()
     latest = max(moments["results"], key=lambda r: r["best_time"])  # the one furthest into the video
     assert latest["best_time"] >= 1
-    submit_query(browser, ui_url, "blue")
+    submit_query(browser, ui_url, "blue", relevant_only=False)  # every moment, as the API was asked
     label = f"Play {point_time(latest['best_time'])}"
     WebDriverWait(browser, 90).until(lambda d: button_with_text(d, label)).click()
 

@@ -283,3 +283,39 @@ def test_the_then_box_splits_steps_on_semicolons_and_keeps_at_most_the_apis_four
     assert sequence_steps(" a blue square ; ;a green triangle;") == ["a blue square", "a green triangle"]
     assert sequence_steps("a;b;c;d;e") == ["a", "b", "c", "d"]
     assert sequence_steps("  ") == []
+
+
+def test_the_why_line_names_each_ranking_and_marks_the_matched_words_safely():
+    from glimpse.webui.client import Hit
+    from glimpse.webui.formatting import card_html, why_matched
+
+    hit = Hit(
+        id=1,
+        unit_id=1,
+        kind="image",
+        path="a.jpg",
+        score=0.31,
+        media_url="/v1/media/1",
+        thumbnail_url="/v1/thumbnails/1",
+        title="<b>Vans</b> mug",
+        relevance=0.93,
+        matched={
+            "sku": True,
+            "keyword": {
+                "rank": 1,
+                "score": 3.2,
+                "all_words": True,
+                "field": "title",
+                "snippet": "<b>«Vans»</b> mug",
+            },
+            "vector": {"rank": 4, "score": 0.31},
+        },
+    )
+    assert why_matched(hit) == "SKU · words in title: <b>«Vans»</b> mug · picture #4"
+    card = card_html(hit)
+    assert (
+        '<div class="glimpse-why">SKU · words in title: &lt;b&gt;<mark>Vans</mark>&lt;/b&gt; mug · picture #4</div>'
+        in card
+    )
+    assert "relevance 0.93" in card and "<b>" not in card
+    assert why_matched(Hit(1, 1, "image", "a.jpg", 0.1, "/m", "/t")) == ""

@@ -32,7 +32,7 @@ def _index_of(name: str) -> int:
 
 
 def test_text_search_returns_results_in_the_documented_shape(client):
-    r = client.get("/v1/search", params={"q": "a red shirt", "k": 5})
+    r = client.get("/v1/search", params={"q": "a red shirt", "k": 5, "mode": "vector"})
     body = r.json()
     assert r.status_code == 200 and set(body) == {"results", "next", "took_ms"}
     assert len(body["results"]) == 5 and body["next"] is not None and body["took_ms"] >= 0
@@ -50,7 +50,10 @@ def test_text_search_returns_results_in_the_documented_shape(client):
         "start",
         "end",
         "best_time",
+        "relevance",
+        "matched",
     } <= set(first)
+    assert first["matched"]["vector"]["rank"] == 1 and first["matched"]["keyword"] is None
     assert first["media_url"] == f"/v1/media/{first['id']}"
     assert first["thumbnail_url"] == f"/v1/thumbnails/{first['unit_id']}"
     scores = [x["score"] for x in body["results"]]
@@ -58,9 +61,9 @@ def test_text_search_returns_results_in_the_documented_shape(client):
 
 
 def test_results_equal_an_exact_search_over_the_stored_vectors(client, served, tiny_encoder: Encoder):
-    """The design invariant: the flat index is exact, so the API's ranking is the brute-force one."""
+    """The design invariant: the flat index is exact, so the API's vector ranking is the brute-force one."""
     exact = exact_image_ranking(served.settings, tiny_encoder.encode_texts(["a blue bag"])[0], 60)
-    r = client.post("/v1/search", json={"q": "a blue bag", "media": "image", "k": 10})
+    r = client.post("/v1/search", json={"q": "a blue bag", "media": "image", "k": 10, "mode": "vector"})
     assert len(result_ids(r)) == 10
     assert_exact_ranking(r.json()["results"], exact)
 

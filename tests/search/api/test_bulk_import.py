@@ -46,7 +46,7 @@ def test_imported_vectors_are_searchable_exactly(library, tiny_encoder):
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     expected = np.argsort(-(unit @ query))[:5]
     with TestClient(create_app(library.settings)) as c:
-        body = c.post("/v1/search", json={"q": "a red thing", "k": 5}).json()
+        body = c.post("/v1/search", json={"q": "a red thing", "k": 5, "mode": "vector"}).json()
         assert [r["title"] for r in body["results"]] == [f"thing {i}" for i in expected]
         assert body["results"][0]["metadata"]["colour"] == "n/a"
         odd = c.post(
