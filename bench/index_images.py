@@ -32,6 +32,8 @@ from PIL import Image, ImageFilter
 
 from glimpse.core.media import open_image
 
+RANDOM_INIT = "none"  # = glimpse.core.models.RANDOM_INIT: random weights (no model hub here)
+
 # Only light imports up here: decode workers re-import this script as their main module (as they
 # re-import the `glimpse` CLI), so torch, FAISS and SQLAlchemy are imported inside the functions
 # (measured: 0.5 s of CPU per worker at start-up when this script imported the library at the top).
@@ -279,7 +281,7 @@ def main() -> None:
     print(
         f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}, model: {args.model} (random init)"
     )
-    encoder = Encoder(args.model, None, device="auto").load()
+    encoder = Encoder(args.model, RANDOM_INIT, device="auto").load()
     if args.ray:
         ray_main(args, encoder)
         return

@@ -39,6 +39,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+RANDOM_INIT = "none"  # = glimpse.core.models.RANDOM_INIT: random weights (no model hub here)
+
 MODEL = "ViT-B-32"
 DIM = 512
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +167,7 @@ def build_library(data_dir: Path, n: int) -> float:
         vectors = np.random.default_rng(0).standard_normal((n, DIM), dtype=np.float32)
         paths = [f"/bench/item-{i:08d}.jpg" for i in range(n)]
         fields = [{"category": f"category-{i % 50}", "price": float(i % 500)} for i in range(n)]
-        summary = import_vectors(library, ModelRef(MODEL, None), paths, vectors, fields=fields)
+        summary = import_vectors(library, ModelRef(MODEL, RANDOM_INIT), paths, vectors, fields=fields)
         print(f"imported in {summary.seconds:.0f} s", flush=True)
         return summary.seconds
     finally:
@@ -281,7 +283,7 @@ class Floor:
         from glimpse.core.library import Library
         from glimpse.core.settings import Settings
 
-        self.encoder = Encoder(MODEL, None, device="cpu", text_cache_size=0, pack_text=True).load()
+        self.encoder = Encoder(MODEL, RANDOM_INIT, device="cpu", text_cache_size=0, pack_text=True).load()
         self.index = Library(Settings(data_dir=data_dir)).open_index(repair=False).index
         self.fetch = max(2 * (k + 1), 32)  # what SearchEngine asks FAISS for on a first page
         self.index.search(self.encoder.encode_texts(["warm up"]), self.fetch)
@@ -320,7 +322,7 @@ def trimmed_vs_stock(threads: int, repeats: int = 30) -> dict[str, float]:
     from glimpse.core.text_tower import pack_text_transformer
 
     torch.set_num_threads(threads)
-    model = create_model(MODEL, None, device="cpu")
+    model = create_model(MODEL, RANDOM_INIT, device="cpu")
     packed = pack_text_transformer(model)
     tokenizer = open_clip.get_tokenizer(MODEL)
     query = "a red car parked by the sea"
@@ -411,7 +413,7 @@ Command (from the repository root):
 
 Library: {args.vectors:,} stored vectors (dimension {DIM}, random unit vectors bulk-imported with
 `glimpse.indexer.bulk.import_vectors`; exact `IndexFlatIP` index), SQLite catalogue. Model
-{MODEL} with random weights (`pretrained=None`: no model hub on this machine; the cost of a
+{MODEL} with random weights (`pretrained="none"`: no model hub on this machine; the cost of a
 forward pass does not depend on the weights). Text queries, `k={args.k}`, every query string
 distinct (so the text cache never answers) except in the cached run. Latency is measured by the
 client, over HTTP to a real uvicorn process started with `glimpse serve`. {args.rounds} rounds, each

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+RANDOM_INIT = "none"  # = glimpse.core.models.RANDOM_INIT: random weights (no model hub here)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DIM = 512
@@ -111,7 +113,7 @@ def build(data_dir: Path, n: int, setting: str) -> float:
                 print(f"  imported {start + m:,}", flush=True)
 
         started = time.monotonic()
-        import_stream(library, ModelRef(MODEL, None), batches())
+        import_stream(library, ModelRef(MODEL, RANDOM_INIT), batches())
         return time.monotonic() - started
     finally:
         library.close()
@@ -127,7 +129,7 @@ def add_child(data_dir: Path, start: int, count: int) -> None:
     library = Library(Settings(data_dir=data_dir))
     t0 = time.monotonic()
     paths = [f"/bench/new-{i:09d}.jpg" for i in range(start, start + count)]
-    import_stream(library, ModelRef(MODEL, None), [Batch(paths, clustered(count, seed=start + 7))])
+    import_stream(library, ModelRef(MODEL, RANDOM_INIT), [Batch(paths, clustered(count, seed=start + 7))])
     seconds = time.monotonic() - t0
     published = time.time()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -274,7 +276,7 @@ def measure_http(big: Path, small: Path, start: int) -> dict[str, object]:
         finally:
             stop_server(proc)
     # in process: text encoding + search of the same queries (the floor HTTP is compared with)
-    encoder = Encoder(MODEL, None, device="cpu", text_cache_size=0, pack_text=True).load()
+    encoder = Encoder(MODEL, RANDOM_INIT, device="cpu", text_cache_size=0, pack_text=True).load()
     encoder.encode_texts(["warm up"])
     library = Library(Settings(data_dir=big))
     index = library.open_index(repair=False).index

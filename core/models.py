@@ -210,7 +210,8 @@ def create_model(name: str, pretrained: str | None = None, device: str | torch.d
     """Build an open_clip model in eval mode, float32, on ``device``.
 
     ``pretrained`` is an open_clip tag (downloaded once into the cache), a local checkpoint file,
-    or None for a seeded random initialisation.
+    ``"none"`` for a seeded random initialisation, or None for the model's default
+    (:func:`default_pretrained`).
     """
     import open_clip
     import torch

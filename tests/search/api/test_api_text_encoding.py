@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api_fixtures import api_settings, index_into
 from conftest import save_image
 from glimpse.core.encoder import Encoder, encode_text_trimmed
-from glimpse.core.models import create_model, register_configs
+from glimpse.core.models import RANDOM_INIT, create_model, register_configs
 from glimpse.core.text_tower import pack_text_transformer
 from glimpse.search.api.app import create_app
 
@@ -31,7 +31,7 @@ def model_and_tokenizer(request):
     """The tiny config and the real default architecture (random init: no hub; same structure)."""
     register_configs()
     torch.manual_seed(0)
-    model = create_model(request.param, None, device="cpu")
+    model = create_model(request.param, RANDOM_INIT, device="cpu")
     return model, open_clip.get_tokenizer(request.param)
 
 
