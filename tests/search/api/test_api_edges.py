@@ -438,3 +438,26 @@ def test_a_folder_of_extreme_strips_is_indexed_and_served(tmp_path, tiny_encoder
     with TestClient(create_app(settings)) as client:
         stats = client.get("/v1/stats").json()
         assert stats["items"].get("image") == len(STRIPS) and stats["failed"] == 0, stats
+
+
+# -- the document --------------------------------------------------------------------------------
+def test_the_document_gives_every_error_the_one_shape_and_forms_no_null(small):
+    """What the server sends: ErrorResponse for 422 (never FastAPI's HTTPValidationError), a 400
+    for every body that may not parse, and form fields typed as a form carries them (no null)."""
+    doc = small.client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if status >= "400":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
+            if "requestBody" in op:
+                assert "400" in op["responses"], (method, path)
+            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+            if form:
+                props = _resolve(doc, form["schema"]).get("properties", {})
+                for name, prop in props.items():
+                    assert "null" not in str(_types(doc, prop)), (path, name, prop)
+    image = doc["paths"]["/v1/media/{item_id}"]["get"]["responses"]
+    assert {"206", "400", "416"} <= set(image) and "Content-Range" in image["416"]["headers"]
