@@ -36,6 +36,22 @@ class FilterError(ValueError):
     """A filter names an unknown field or operator, or has a value of the wrong type."""
 
 
+def text_fault(text: str) -> str | None:
+    """Why ``text`` cannot be stored or compared alike by every catalogue backend, else None.
+
+    PostgreSQL refuses a NUL character in text and its driver cannot encode a lone surrogate
+    (``"\\udc00"`` in JSON decodes to one), while SQLite takes both: such text is refused before
+    any query, so both backends give the same answer."""
+    if "\x00" in text:
+        return "a NUL character (U+0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid Unicode)"
+    return None
+
+
 def build_conditions(filters: dict[str, Any] | None) -> list[ColumnElement[bool]]:
     if not filters:
         return []
@@ -89,8 +105,9 @@ def _apply(
 
 def _check(name: str, value: Any, is_text: bool) -> Any:
     if is_text and isinstance(value, str):
-        if "\x00" in value:  # PostgreSQL refuses NUL in text, SQLite would compare it: same answer on both
-            raise FilterError(f"filter {name!r}: the value contains a NUL character (U+0000)")
+        fault = text_fault(value)
+        if fault is not None:
+            raise FilterError(f"filter {name!r}: the value holds {fault}")
         return value
     if not is_text and isinstance(value, (int, float)) and not isinstance(value, bool):
         return value

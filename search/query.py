@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from glimpse.search.filters import FilterError, build_conditions
+from glimpse.search.filters import FilterError, build_conditions, text_fault
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -57,14 +57,13 @@ class CursorError(QueryError):
     """A paging cursor that this service did not hand out for this query."""
 
 
-def nul_path(value: Any, path: str = "") -> str | None:
-    """Where ``value`` (a text, or lists and objects of them at any depth) holds a NUL character:
-    ``""`` for the value itself, ``"title.contains"`` inside an object, None where it holds none.
-
-    PostgreSQL cannot store or compare text with NUL (its driver refuses it) while SQLite can, so
-    such text is refused at the edge, the same on both backends."""
+def text_fault_at(value: Any, path: str = "") -> tuple[str, str] | None:
+    """Where ``value`` (a text, or lists and objects of them at any depth) holds text no backend
+    can store alike (:func:`~glimpse.search.filters.text_fault`: a NUL, a lone surrogate), and
+    what: ``("", why)`` for the value itself, ``("title.contains", why)`` inside an object, else None."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        fault = text_fault(value)
+        return None if fault is None else (path, fault)
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, (list, tuple)):
@@ -73,9 +72,9 @@ def nul_path(value: Any, path: str = "") -> str | None:
         return None
     for key, item in items:
         here = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and "\x00" in key:
-            return here
-        found = nul_path(item, here)
+        if isinstance(key, str) and text_fault(key) is not None:
+            return here, f"{text_fault(key)} in a name"
+        found = text_fault_at(item, here)
         if found is not None:
             return found
     return None
@@ -83,15 +82,17 @@ def nul_path(value: Any, path: str = "") -> str | None:
 
 class TextInput(BaseModel):
     """A request model whose every text field, at any depth, is refused when it holds a NUL
-    character: a 422 naming the field (and the place inside it), on every backend."""
+    character or a lone surrogate: a 422 naming the field (and the place inside it), on every
+    backend alike."""
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        where = nul_path(value)
-        if where is not None:
-            at = f" (at {where})" if where else ""
-            raise ValueError(f"contains a NUL character{at}: text may not hold U+0000")
+    def _storable_text(cls, value: Any) -> Any:
+        found = text_fault_at(value)
+        if found is not None:
+            where, fault = found
+            at = f"; found at {where}" if where else ""
+            raise ValueError(f"text may not hold {fault}{at}")
         return value
 
 
