@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from glimpse.core.catalogue import Asset
+from glimpse.search.text_input import text_fault
 
 TEXT_FIELDS = {
     "category": Asset.category,
@@ -34,22 +35,6 @@ FILTER_FIELDS = sorted({*TEXT_FIELDS, *NUMBER_FIELDS})
 
 class FilterError(ValueError):
     """A filter names an unknown field or operator, or has a value of the wrong type."""
-
-
-def text_fault(text: str) -> str | None:
-    """Why ``text`` cannot be stored or compared alike by every catalogue backend, else None.
-
-    PostgreSQL refuses a NUL character in text and its driver cannot encode a lone surrogate
-    (``"\\udc00"`` in JSON decodes to one), while SQLite takes both: such text is refused before
-    any query, so both backends give the same answer."""
-    if "\x00" in text:
-        return "a NUL character (U+0000)"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "a lone surrogate (not valid Unicode)"
-    return None
 
 
 def build_conditions(filters: dict[str, Any] | None) -> list[ColumnElement[bool]]:

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from glimpse.search.filters import FilterError, build_conditions, text_fault
+from glimpse.search.filters import FilterError, build_conditions
+from glimpse.search.text_input import TextInput
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -55,45 +56,6 @@ class QueryError(ValueError):
 
 class CursorError(QueryError):
     """A paging cursor that this service did not hand out for this query."""
-
-
-def text_fault_at(value: Any, path: str = "") -> tuple[str, str] | None:
-    """Where ``value`` (a text, or lists and objects of them at any depth) holds text no backend
-    can store alike (:func:`~glimpse.search.filters.text_fault`: a NUL, a lone surrogate), and
-    what: ``("", why)`` for the value itself, ``("title.contains", why)`` inside an object, else None."""
-    if isinstance(value, str):
-        fault = text_fault(value)
-        return None if fault is None else (path, fault)
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        here = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and text_fault(key) is not None:
-            return here, f"{text_fault(key)} in a name"
-        found = text_fault_at(item, here)
-        if found is not None:
-            return found
-    return None
-
-
-class TextInput(BaseModel):
-    """A request model whose every text field, at any depth, is refused when it holds a NUL
-    character or a lone surrogate: a 422 naming the field (and the place inside it), on every
-    backend alike."""
-
-    @field_validator("*")
-    @classmethod
-    def _storable_text(cls, value: Any) -> Any:
-        found = text_fault_at(value)
-        if found is not None:
-            where, fault = found
-            at = f"; found at {where}" if where else ""
-            raise ValueError(f"text may not hold {fault}{at}")
-        return value
 
 
 class Weights(BaseModel):
