@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,16 @@ bench: install
 	$(BIN)/python bench/index_images.py --ray --catalogue 96 --photos 0 --rounds 3
 	$(BIN)/python bench/video_sampling.py
 	$(BIN)/python bench/query_latency.py
+
+# The long reliability suites (README "Reliability"); CI runs short versions of each in `make test`.
+# They exit non-zero on any failure; a script not in this checkout is named and skipped.
+RELIABILITY := bench/fuzz_api.py bench/fault_injection.py bench/load_live_indexing.py
+
+reliability: install
+	@for script in $(RELIABILITY); do \
+		if [ -f $$script ]; then echo "==> $$script"; $(BIN)/python $$script || exit 1; \
+		else echo "==> $$script: not in this checkout, skipped"; fi; \
+	done
 
 clean:
 	rm -rf $(VENV) glimpse-data .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from glimpse.core.catalogue import Asset
+from glimpse.search.text_input import text_fault
 
 TEXT_FIELDS = {
     "category": Asset.category,
@@ -89,8 +90,9 @@ def _apply(
 
 def _check(name: str, value: Any, is_text: bool) -> Any:
     if is_text and isinstance(value, str):
-        if "\x00" in value:  # PostgreSQL refuses NUL in text, SQLite would compare it: same answer on both
-            raise FilterError(f"filter {name!r}: the value contains a NUL character (U+0000)")
+        fault = text_fault(value)
+        if fault is not None:
+            raise FilterError(f"filter {name!r}: the value holds {fault}")
         return value
     if not is_text and isinstance(value, (int, float)) and not isinstance(value, bool):
         return value

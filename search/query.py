@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from glimpse.search.filters import FilterError, build_conditions
+from glimpse.search.text_input import TextInput
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -87,44 +88,6 @@ class QueryError(ValueError):
 
 class CursorError(QueryError):
     """A paging cursor that this service did not hand out for this query."""
-
-
-def nul_path(value: Any, path: str = "") -> str | None:
-    """Where ``value`` (a text, or lists and objects of them at any depth) holds a NUL character:
-    ``""`` for the value itself, ``"title.contains"`` inside an object, None where it holds none.
-
-    PostgreSQL cannot store or compare text with NUL (its driver refuses it) while SQLite can, so
-    such text is refused at the edge, the same on both backends."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        here = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and "\x00" in key:
-            return here
-        found = nul_path(item, here)
-        if found is not None:
-            return found
-    return None
-
-
-class TextInput(BaseModel):
-    """A request model whose every text field, at any depth, is refused when it holds a NUL
-    character: a 422 naming the field (and the place inside it), on every backend."""
-
-    @field_validator("*")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        where = nul_path(value)
-        if where is not None:
-            at = f" (at {where})" if where else ""
-            raise ValueError(f"contains a NUL character{at}: text may not hold U+0000")
-        return value
 
 
 class Weights(BaseModel):

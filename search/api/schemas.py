@@ -15,7 +15,8 @@ from sqlalchemy import inspect
 from glimpse.core.catalogue import Asset, Unit
 from glimpse.search.engine import Result
 from glimpse.search.paths import PathDisplay
-from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery, TextInput
+from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery
+from glimpse.search.text_input import TextInput
 
 
 # -- requests -------------------------------------------------------------------------------

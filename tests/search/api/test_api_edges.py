@@ -244,12 +244,33 @@ def test_a_nul_decoded_from_the_filters_string_is_the_same_422_on_both_backends(
     assert error["details"][0]["field"] == "filters" and named in error["message"], error
 
 
-@pytest.mark.parametrize("value", ["a\x00b", ["ok", "\x00"]])
-def test_the_filter_builder_refuses_nul_itself(value):
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"q": "red", "filters": {"title": {"contains": "\\udc00"}}}',
+        b'{"q": "red", "filters": {"category": ["ok", "\\ud800x"]}}',
+        b'{"q": "red", "filters": {"sku": {"in": ["a\\u0000"]}}}',
+    ],
+)
+def test_text_postgresql_cannot_hold_is_the_same_422_in_a_json_filter(small, body):
+    """A lone surrogate (valid JSON, not valid Unicode) or a NUL in a filter value: PostgreSQL's
+    driver raised (a 500) where SQLite compared; now a 422 naming the place, on both."""
+    response = small.client.post("/v1/search", content=body, headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "invalid_request")
+    assert error["details"][0]["field"] == "filters" and "found at" in error["message"], error
+    flat = body.decode().split('"filters": ', 1)[1].rsplit("}", 1)[0]
+    response = small.client.get("/v1/search", params={"q": "red", "filters": flat})
+    assert_error(response, 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"), [("a\x00b", "NUL"), (["ok", "\x00"], "NUL"), ("\udc00", "surrogate")]
+)
+def test_the_filter_builder_refuses_text_a_backend_cannot_hold(value, fault):
     """Every caller (the API, `glimpse search`, the engine) builds SQL through it."""
     from glimpse.search.filters import FilterError, build_conditions
 
-    with pytest.raises(FilterError, match=r"'title'.*NUL"):
+    with pytest.raises(FilterError, match=rf"'title'.*{fault}"):
         build_conditions({"title": value})
 
 
@@ -438,3 +459,26 @@ def test_a_folder_of_extreme_strips_is_indexed_and_served(tmp_path, tiny_encoder
     with TestClient(create_app(settings)) as client:
         stats = client.get("/v1/stats").json()
         assert stats["items"].get("image") == len(STRIPS) and stats["failed"] == 0, stats
+
+
+# -- the document --------------------------------------------------------------------------------
+def test_the_document_gives_every_error_the_one_shape_and_forms_no_null(small):
+    """What the server sends: ErrorResponse for 422 (never FastAPI's HTTPValidationError), a 400
+    for every body that may not parse, and form fields typed as a form carries them (no null)."""
+    doc = small.client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if status >= "400":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
+            if "requestBody" in op:
+                assert "400" in op["responses"], (method, path)
+            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+            if form:
+                props = _resolve(doc, form["schema"]).get("properties", {})
+                for name, prop in props.items():
+                    assert "null" not in str(_types(doc, prop)), (path, name, prop)
+    image = doc["paths"]["/v1/media/{item_id}"]["get"]["responses"]
+    assert {"206", "400", "416"} <= set(image) and "Content-Range" in image["416"]["headers"]
