@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@echo "==> installing PyTorch: $(TORCH) (the first time: a large download unless cached)"
 	$(PIP) install $(TORCH)
 	@echo "==> installing Glimpse and its dependencies"
-	$(PIP) install -e '.[dev,postgres,ray]'
+	$(PIP) install -e '.[dev,postgres,ray,ocr]'
 	touch $@
 	@echo "==> installed into $(VENV)"
 

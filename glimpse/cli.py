@@ -156,6 +156,15 @@ def index(
             "--ray-actors", min=1, help="Embedding actors on the cluster (default: one per GPU, or per node)."
         ),
     ] = None,
+    ocr: Annotated[
+        bool | None,
+        typer.Option(
+            "--ocr/--no-ocr",
+            help="Read the text in images and video frames and make it searchable (needs "
+            "glimpse-search[ocr]; env GLIMPSE_OCR; default off). Turned on later, it reads the "
+            "items indexed without it, without embedding them again.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
@@ -175,6 +184,7 @@ def index(
         video_sampling=video_sampling,
         ray_address=ray,
         ray_actors=ray_actors,
+        ocr=ocr,
     )
     targets = list(paths or [])
     if manifest is not None and not targets:
@@ -353,6 +363,8 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
                 )
                 if r.get("steps"):
                     row["steps"] = r["steps"]
+            if r.get("text_matches"):
+                row["text_matches"] = r["text_matches"]
             shown.append(row)
         print(json.dumps({"results": shown}, indent=2))
         return
@@ -370,6 +382,8 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
             where += f" @ {format_span(r['start'], r['end'])}"
         if r.get("title"):
             where = f"{escape(r['title'])}  [dim]{where}[/]"
+        for match in r.get("text_matches") or []:
+            where += f"\n  [italic]{escape(match['label'])}[/]"
         table.add_row(f"{r['score']:.3f}", where)
     out.print(table)
 

@@ -23,7 +23,8 @@ from glimpse.core.library import Library
 from glimpse.core.settings import Settings
 from glimpse.core.vocabulary import RunStatus
 from glimpse.indexer.mapper import Mapper
-from glimpse.indexer.reader import Decoded, Failure, Reader, Stop
+from glimpse.indexer.ocr_fill import fill_unread
+from glimpse.indexer.reader import Decoded, Failure, Reader, Stop, ocr_config
 from glimpse.indexer.scan import FileEntry, ScanPlan, plan_scan, walk
 from glimpse.indexer.writer import CatalogueWriter, Deferred, Embedded, IndexSummary
 
@@ -122,6 +123,9 @@ class Indexer:
                 summary.removed = writer.remove(plan.removed_ids)
                 writer.touch(plan.touched)
                 self._embed_all(plan.todo, writer)
+                if ocr := ocr_config(self.settings):  # text for items indexed with OCR off
+                    done = {str(e.path) for e in plan.todo}  # read (or tried) while embedding
+                    fill_unread(self.library, self.settings, ocr, roots, summary, self.progress, skip=done)
                 status = RunStatus.COMPLETED
             except KeyboardInterrupt:
                 status = RunStatus.INTERRUPTED

@@ -31,6 +31,7 @@ from glimpse.search.moments import Segment, SequenceMatch, fit_moments, sequence
 from glimpse.search.query import Media, QueryError, SearchQuery
 from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.snapshots import IndexHolder
+from glimpse.search.text_ranking import fuse_ocr
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -78,6 +79,7 @@ class Result:
     width: int | None = None
     height: int | None = None
     steps: list[dict[str, Any]] | None = None  # a sequence query's moments, one per step
+    text_matches: list[dict[str, Any]] = field(default_factory=list)  # where its text was found (OCR)
 
 
 @dataclass
@@ -211,8 +213,36 @@ class SearchEngine:
                 and round(float(scores[0][-1]), SCORE_DECIMALS) < q.min_score
             )
             if len(results) >= want or exhausted:
+                results = self._fuse_rankings(q, vector, results, allowed, skip_items, skip_units, want)
                 return results, len(results) >= want
             fetch = min(available, fetch * 2)
+
+    def _fuse_rankings(
+        self,
+        q: SearchQuery,
+        vector: np.ndarray,
+        results: list[Result],
+        allowed: np.ndarray | None,
+        skip_items: set[int],
+        skip_units: set[int],
+        want: int,
+    ) -> list[Result]:
+        """A text query's vector ranking fused (RRF, search/fusion.py) with the other rankings of its
+        words: the text read in pictures (search/text_ranking.py)."""
+        if not (q.q and q.q.strip()):
+            return results
+        return fuse_ocr(
+            self.library,
+            self.snapshot.index,
+            vector,
+            q.q,
+            results,
+            _result,
+            allowed=allowed,
+            skip_items=skip_items,
+            skip_units=skip_units,
+            want=want,
+        )
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
         """The unit ids the filters allow, or None when nothing is filtered."""

@@ -1,0 +1,121 @@
+"""The OCR ranking of a text query, fused with the vector ranking (search/fusion.py).
+
+Units whose recognised text (core/ocr_text.py) matches the query's words are ranked by the
+database's full-text engine; each is mapped onto the result it belongs to (an image; the video
+moment that covers the time the text was read, or the segment itself when no moment does), and the
+two rankings are fused by reciprocal rank. A moment whose text matched plays from where the text was read. Every
+result found by its text says where:
+``{"source": "ocr", "text": ..., "snippet": ..., "time": ..., "label": "OCR: 'OPEN 24 HOURS' at 00:03:12"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from glimpse.core import ocr_text
+from glimpse.core.library import Library
+from glimpse.core.vocabulary import Kind
+from glimpse.search import reads
+from glimpse.search.fusion import reciprocal_rank_fusion
+
+if TYPE_CHECKING:
+    from glimpse.core.catalogue import Asset
+    from glimpse.core.index import VectorIndex
+    from glimpse.search.engine import Result
+
+# The OCR ranking is cut at this many units (beyond the page being served).
+TEXT_CANDIDATES = 100
+
+ResultKey = tuple[int, float | None]
+BuildResult = Callable[..., "Result"]
+
+
+def ocr_label(text: str, time: float | None) -> str:
+    """How a hit says where its text was found: ``OCR: 'OPEN 24 HOURS'`` (+ `` at 00:03:12`` in a video)."""
+    shown = text if len(text) <= 80 else text[:79] + "…"
+    if time is None:
+        return f"OCR: '{shown}'"
+    whole = int(time)
+    return f"OCR: '{shown}' at {whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def fuse_ocr(
+    library: Library,
+    index: VectorIndex,
+    vector: np.ndarray,
+    query: str,
+    results: list[Result],
+    build: BuildResult,
+    *,
+    allowed: np.ndarray | None = None,
+    skip_items: set[int] | frozenset[int] = frozenset(),
+    skip_units: set[int] | frozenset[int] = frozenset(),
+    want: int = 0,
+) -> list[Result]:
+    """``results`` (the vector ranking, best first) fused with the OCR ranking of ``query``; a
+    result only found by its text gets the cosine of its unit as its ``score``. Without text
+    matches, ``results`` come back as they are."""
+    with library.Session() as s:
+        hits = ocr_text.search(s, query, TEXT_CANDIDATES + want)
+    ids = np.array([h.unit_id for h in hits], dtype=np.int64)
+    keep = ~np.isin(ids, np.fromiter(skip_units, np.int64, len(skip_units))) & np.isin(ids, index.ids())
+    if allowed is not None:
+        keep &= np.isin(ids, allowed)
+    hits = [h for h, ok in zip(hits, keep, strict=True) if ok]
+    if not hits:
+        return results
+    ids = np.array([h.unit_id for h in hits], dtype=np.int64)
+    scores = index.vectors(ids).astype(np.float32) @ vector
+    rows, assets = reads.read_hits(library, ids, scores, None)
+    by_unit = {h.unit_id: h for h in hits}
+    by_key: dict[ResultKey, Result] = {(r.id, r.start): r for r in results}
+    vector_ranking = list(by_key)
+    ranked: list[ResultKey] = []
+    for row in rows:
+        if row.asset_id in skip_items:
+            continue
+        hit = by_unit[row.unit_id]
+        result = _place(row, hit, assets[row.asset_id], results, build)
+        key = (result.id, result.start)
+        by_key.setdefault(key, result)
+        found = by_key[key]
+        if found.start is not None and hit.time is not None and not found.text_matches:
+            found.best_time = hit.time  # play a moment found by its text from where the text shows
+        found.text_matches.append(
+            {
+                "source": "ocr",
+                "text": hit.line,
+                "snippet": hit.snippet,
+                "time": hit.time,
+                "unit_id": hit.unit_id,
+                "label": ocr_label(hit.line or hit.snippet.replace("**", ""), hit.time),
+            }
+        )
+        if key not in ranked:
+            ranked.append(key)
+    fused = reciprocal_rank_fusion({"vector": vector_ranking, "ocr": ranked})
+    return [by_key[key] for key, _ in fused]
+
+
+def _place(
+    row: reads.Hit, hit: ocr_text.TextHit, asset: Asset, results: list[Result], build: BuildResult
+) -> Result:
+    """The result an OCR hit belongs to: its image's, or the moment of its video covering the time
+    the text was read; else a new result for it."""
+    if asset.kind != Kind.VIDEO:
+        found = next((r for r in results if r.id == asset.id), None)
+        return found or build(asset, row.unit_id, row.score)
+    when = hit.time if hit.time is not None else row.t_best
+    for r in results:
+        if (
+            r.id == asset.id
+            and when is not None
+            and r.start is not None
+            and r.end is not None
+            and r.start <= when <= r.end
+        ):
+            return r
+    return build(asset, row.unit_id, row.score, start=row.t_start, end=row.t_end, best_time=when)
