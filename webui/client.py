@@ -115,6 +115,7 @@ class Hit:
     start: float | None = None
     end: float | None = None
     best_time: float | None = None
+    text_matches: list[dict[str, Any]] = field(default_factory=list)  # where its text was found (OCR)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Hit:
@@ -131,6 +132,7 @@ class Hit:
             start=data.get("start"),
             end=data.get("end"),
             best_time=data.get("best_time"),
+            text_matches=list(data.get("text_matches") or []),
         )
 
     @property

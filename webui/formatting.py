@@ -207,8 +207,19 @@ def card_html(hit: Hit) -> str:
         details.append(f'<span class="glimpse-chip">{html.escape(str(meta["category"]))}</span>')
     if details:
         lines.append(f'<div class="glimpse-meta">{" ".join(details)}</div>')
+    lines += [text_match_html(match) for match in hit.text_matches[:2]]
     lines.append(f'<div class="glimpse-score">score {hit.score:.3f}</div>')
     return "\n".join(lines)
+
+
+def text_match_html(match: Mapping[str, Any]) -> str:
+    """Where the query's words were found in the picture: ``OCR: “…OPEN 24 HOURS…” at 0:20``, the
+    matched words marked (the API's snippet has them between ``**``)."""
+    parts = html.escape(str(match.get("snippet") or match.get("text") or "")).split("**")
+    snippet = "".join(f"<mark>{p}</mark>" if i % 2 else p for i, p in enumerate(parts))
+    when = match.get("time")
+    at = f" at {point_time(float(when))}" if when is not None else ""
+    return f'<div class="glimpse-text">OCR: “{snippet}”{at}</div>'
 
 
 # -- the detail table -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from conftest import save_image
@@ -22,40 +22,8 @@ from glimpse.indexer.pipeline import Indexer
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
 from glimpse.search.query import SearchQuery
+from textpics import BUDGET, font, text_picture
 from videos import write_video
-
-FONTS = Path("/usr/share/fonts/truetype/dejavu")
-# Generous: the test machines' two cores are shared, and a slow read must not fail a test (the
-# budget itself is tested with a tiny one).
-BUDGET = 60.0
-
-
-def font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    path = FONTS / name
-    if not path.is_file():
-        pytest.skip(f"Debian's fonts-dejavu-core is not installed ({path} is missing)")
-    return ImageFont.truetype(str(path), size)
-
-
-def text_picture(
-    word: str,
-    *,
-    size: tuple[int, int] = (320, 240),
-    font_name: str = "DejaVuSans-Bold.ttf",
-    font_size: int = 40,
-    angle: float = 0.0,
-    background: tuple[int, int, int] = (235, 230, 210),
-    ink: tuple[int, int, int] = (20, 20, 30),
-) -> Image.Image:
-    """``word`` rendered in a real font, turned by ``angle`` degrees, centred on a plain picture."""
-    face = font(font_name, font_size)
-    left, top, right, bottom = face.getbbox(word)
-    label = Image.new("RGBA", (right - left + 24, bottom - top + 24), (0, 0, 0, 0))
-    ImageDraw.Draw(label).text((12 - left, 12 - top), word, font=face, fill=(*ink, 255))
-    label = label.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
-    picture = Image.new("RGB", size, background)
-    picture.paste(label, ((size[0] - label.width) // 2, (size[1] - label.height) // 2), label)
-    return picture
 
 
 def _index(library, encoder, settings, *paths):

@@ -268,3 +268,12 @@ def test_the_detail_table_keeps_pipes_and_newlines_inside_their_cells():
     table = field_table({**ITEM, "description": "a | b\nc", "url": "https://shop.example/x"})
     assert "| Description | a \\| b c |" in table
     assert "| Link | [https://shop.example/x](https://shop.example/x) |" in table
+
+
+def test_a_card_found_by_its_text_shows_the_snippet_with_the_words_marked_and_escaped():
+    match = {"source": "ocr", "text": "OPEN <24> HOURS", "snippet": "**OPEN** <24> HOURS", "time": 192.4}
+    card = card_html(hit(kind="video", path="clips/street.mp4", start=190.0, end=200.0, text_matches=[match]))
+    assert '<div class="glimpse-text">OCR: “<mark>OPEN</mark> &lt;24&gt; HOURS” at 3:12</div>' in card
+    image = card_html(hit(text_matches=[{**match, "time": None}]))
+    assert "OCR: “<mark>OPEN</mark> &lt;24&gt; HOURS”</div>" in image
+    assert "glimpse-text" not in card_html(hit())
