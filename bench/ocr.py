@@ -5,6 +5,9 @@ catalogue images of 1-3 MP (a product shape, a brand name and a label line) and 
 8-12 MP (a textured scene with a few signs, some turned) — then measures on this machine:
   * OCR img/s: decode + OCR in the decode workers (one per core, as `glimpse index` runs them),
     with decode alone (the same workers, OCR off) as the baseline, and OCR's own ms per image;
+    then the CPU time per image of decode and of OCR on one thread (what a busy machine does not
+    change: the workers run at nice 19, so beside other busy processes their wall clock measures
+    the neighbours);
   * end-to-end: a full `glimpse index` run with OCR on ÷ the same run with OCR off, side by side
     in each round (fresh libraries); the ratio decides whether OCR is on by default (≥ 0.7).
 
@@ -128,6 +131,25 @@ def decode_rate(cfg, folder: Path, workers: int, ocr: bool) -> tuple[float, list
     return len(paths) / elapsed, seconds, lines
 
 
+def ocr_cpu(folder: Path) -> tuple[float, float]:
+    """(decode, OCR) CPU ms per image on one thread of this process: the work itself, which a busy
+    machine does not change (wall-clock rates there also measure the neighbours)."""
+    from glimpse.core.media import decode_image
+    from glimpse.core.ocr import OcrConfig, read_text
+
+    config = OcrConfig(budget_seconds=1e9)
+    paths = sorted(folder.glob("*.jpg"))
+    read_text(np.full((64, 64, 3), 255, np.uint8), config)  # load the model
+    decode = ocr = 0.0
+    for path in paths:
+        start = time.thread_time()
+        img, _ = decode_image(path.read_bytes(), 10**9, draft_size=config.max_side)
+        mid = time.thread_time()
+        read_text(img, config)
+        decode, ocr = decode + mid - start, ocr + time.thread_time() - mid
+    return 1000 * decode / len(paths), 1000 * ocr / len(paths)
+
+
 def _noop(_: int) -> None:
     time.sleep(0.2)
 
@@ -206,6 +228,8 @@ def main() -> None:
             f"OCR {1000 * statistics.median(seconds):5.0f} ms/img median, {1000 * max(seconds):5.0f} max | "
             f"{lines / len(seconds):.1f} lines/img"
         )
+        decode_ms, ocr_ms = ocr_cpu(folder)
+        print(f"  {name:18s} CPU per image, one thread: decode {decode_ms:5.1f} ms | OCR {ocr_ms:5.0f} ms")
     print("\nglimpse index end to end (img/s), OCR off and on side by side in each round")
     for name, folder in sets.items():
         ratios = []
