@@ -124,7 +124,9 @@ class Indexer:
                 writer.touch(plan.touched)
                 self._embed_all(plan.todo, writer)
                 if ocr := ocr_config(self.settings):  # text for items indexed with OCR off
-                    done = {str(e.path) for e in plan.todo}  # read (or tried) while embedding
+                    # The local stage read (or tried) the text of what it embedded; a cluster's did not.
+                    local = isinstance(self.stage, LocalEmbedding)
+                    done = {str(e.path) for e in plan.todo} if local else set()
                     fill_unread(self.library, self.settings, ocr, roots, summary, self.progress, skip=done)
                 status = RunStatus.COMPLETED
             except KeyboardInterrupt:

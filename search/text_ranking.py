@@ -60,6 +60,8 @@ def fuse_ocr(
     matches, ``results`` come back as they are."""
     with library.Session() as s:
         hits = ocr_text.search(s, query, TEXT_CANDIDATES + want)
+    if not hits:
+        return results
     ids = np.array([h.unit_id for h in hits], dtype=np.int64)
     keep = ~np.isin(ids, np.fromiter(skip_units, np.int64, len(skip_units))) & np.isin(ids, index.ids())
     if allowed is not None:
