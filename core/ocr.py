@@ -106,6 +106,10 @@ class _Engines:
             if models not in self.loaded:
                 try:
                     self.loaded[models] = _load(models)
+                except ImportError as exc:
+                    self.loaded[models] = OcrModelError(
+                        f"the OCR model cannot load ({exc}): pip install 'glimpse-search[ocr]'"
+                    )
                 except Exception as exc:  # noqa: BLE001 - kept and reported with every picture
                     self.loaded[models] = OcrModelError(
                         f"the OCR model cannot load: {type(exc).__name__}: {exc}"
