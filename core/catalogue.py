@@ -22,15 +22,43 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    TypeDecorator,
     false,
     select,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from glimpse.core.fsutil import path_from_db, path_to_db, printable
 from glimpse.core.vocabulary import RunStatus, Status
 
 # SQLite only auto-assigns ids to an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class FsPath(TypeDecorator[str]):
+    """A file path column: a name that is not valid UTF-8 (bytes such as ``caf\\xe9.png``) is
+    stored losslessly as ``fsbytes:`` + its percent-encoded bytes (core/fsutil.py ``path_to_db``)
+    and read back as the path Python's file functions take."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else path_to_db(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else path_from_db(value)
+
+
+class Message(TypeDecorator[str]):
+    """A human-readable message (an error, a reason) that may quote a path: stored printable."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else printable(value).replace("\x00", "\\x00")
 
 
 def utcnow() -> datetime:
@@ -59,7 +87,7 @@ class MediaRoot(Base):
     __tablename__ = "media_roots"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath(4096), unique=True)
 
 
 class Asset(Base):
@@ -71,7 +99,7 @@ class Asset(Base):
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath(4096), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -81,7 +109,7 @@ class Asset(Base):
     duration: Mapped[float | None] = mapped_column(Float)
     fps: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Message)
     # Catalogue fields from manifests (shoppers filter and read these).
     sku: Mapped[str | None] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(1000))
@@ -131,7 +159,7 @@ class IndexRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     removed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Message)
 
 
 def indexed_units(*conditions: ColumnElement[bool]) -> Select[int]:

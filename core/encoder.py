@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from glimpse.core.models import ClipModel, ModelRef, create_model, register_configs, resolve
+from glimpse.core.models import ClipModel, create_model, model_ref, register_configs, resolve
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import resolve_device
 from glimpse.core.text_tower import pack_text_transformer
@@ -93,8 +93,9 @@ class Encoder:
     ) -> None:
         """``pack_text``: keep a oneDNN-packed copy of the text transformer for faster queries on
         the CPU (core/text_tower.py); it costs the text tower's size in memory, so only the query
-        service asks for it."""
-        self.ref = ModelRef(model, pretrained)
+        service asks for it. ``pretrained`` as for :func:`~glimpse.core.models.canonical_pretrained`
+        (None: the model's default); a bad name or tag raises ModelLoadError here, before any load."""
+        self.ref = model_ref(model, pretrained)
         self.device = resolve_device(device)
         self._lock = threading.Lock()
         self._model: ClipModel | None = None

@@ -117,7 +117,8 @@ class Library:
         with self.Session.begin() as s:
             known = set(s.scalars(select(MediaRoot.path)))
             for p in paths:
-                if str(p) not in known:
+                if str(p) not in known:  # once, even when two paths given share a folder
+                    known.add(str(p))
                     s.add(MediaRoot(path=str(p)))
 
     def media_roots(self) -> list[Path]:
@@ -215,4 +216,10 @@ class Library:
             if index is None:
                 raise
             return IndexSnapshot(version, index)
+        except OSError:
+            # No room to write the repaired index (a full disk): serve it from memory, built from
+            # the shards for exactly the live units; the next open with room writes it.
+            store = self.vector_store()
+            ids, vectors = store.load(wanted=self.live_unit_ids())
+            return IndexSnapshot(version, VectorIndex.build(ids, vectors, store.dim))
         return IndexSnapshot(snapshot.version, snapshot.index, repaired=True)

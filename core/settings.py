@@ -10,7 +10,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
 
 def _split_list(value: object) -> object:
@@ -36,7 +35,11 @@ class Settings(BaseSettings):
     db_wait_seconds: float = Field(default=30.0, ge=0, description="start-up wait for the database")
 
     model: str = DEFAULT_MODEL
-    pretrained: str | None = DEFAULT_PRETRAINED
+    pretrained: str | None = Field(
+        default=None,
+        description="open_clip tag, checkpoint file, 'bundled' or 'none' (random init); "
+        "unset: the model's own default (core/models.py default_pretrained)",
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default=0, ge=0, description="decode processes; 0 = one per CPU core")
@@ -93,9 +96,13 @@ class Settings(BaseSettings):
     @field_validator("pretrained", mode="before")
     @classmethod
     def _no_weights(cls, value: object) -> object:
-        # "none" (flag or env) asks for a seeded random initialisation, e.g. for plumbing tests.
-        if isinstance(value, str) and value.strip().lower() in ("none", ""):
-            return None
+        # "none" (flag or env, any case) asks for a seeded random initialisation of any model; an
+        # empty value is the same as leaving it unset: the model's own default.
+        if isinstance(value, str):
+            value = value.strip()
+            if value.lower() == "none":
+                return "none"
+            return value or None
         return value
 
     @field_validator("api_keys", "cors_origins", mode="before")

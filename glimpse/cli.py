@@ -77,7 +77,7 @@ def settings(**extra: Any) -> Settings:
 def fail(message: str, code: int = 1) -> typer.Exit:
     # Messages and paths are text, not markup: "glimpse-search[ray]" or a folder named "[2024]"
     # must print as they are.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line stays one
     return typer.Exit(code)
 
 
@@ -95,16 +95,13 @@ def library_encoder(s: Settings, library: Library, explicit: bool) -> Encoder:
     """The encoder for this library: its recorded model, unless the user named another (refused)."""
     from glimpse.core.encoder import Encoder
     from glimpse.core.library import ModelMismatch
-    from glimpse.core.models import ModelRef
+    from glimpse.core.models import ModelLoadError, model_ref
 
     recorded = library.library_model()
-    if recorded is not None and not explicit:
-        ref = recorded
-    else:
-        ref = ModelRef(s.model, s.pretrained)
     try:
+        ref = recorded if recorded is not None and not explicit else model_ref(s.model, s.pretrained)
         library.check_model(ref)
-    except ModelMismatch as exc:
+    except (ModelMismatch, ModelLoadError) as exc:
         raise fail(str(exc)) from None
     return Encoder(ref.name, ref.pretrained, device=s.device, text_cache_size=s.query_cache_size)
 
@@ -113,14 +110,18 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="open_clip model name, glimpse-tiny or glimpse-demo (env GLIMPSE_MODEL; default ViT-B-32).",
+        help="open_clip model name, glimpse-tiny (random init, for tests) or glimpse-demo (small, "
+        "ships with Glimpse, works offline) (env GLIMPSE_MODEL; default ViT-B-32).",
     ),
 ]
 PretrainedOpt = Annotated[
     str | None,
     typer.Option(
         "--pretrained",
-        help="Pretrained tag (downloaded once) or a local checkpoint file; 'none' for random init.",
+        help="Weights: an open_clip tag of the model (downloaded once), a local checkpoint file, or "
+        "'none' for random init (env GLIMPSE_PRETRAINED). Default: the model's own - glimpse-demo its "
+        "bundled weights, glimpse-tiny random init, an open_clip model its LAION-2B tag (ViT-B-32: "
+        "laion2b_s34b_b79k, ViT-L-14: laion2b_s32b_b82k), else openai, else its first tag.",
     ),
 ]
 
@@ -171,6 +172,7 @@ def index(
     from glimpse.core.runtime import let_idle_openmp_threads_sleep
 
     let_idle_openmp_threads_sleep()  # before torch and FAISS load
+    from glimpse.core.fsutil import DiskFull
     from glimpse.core.library import LibraryBusy
     from glimpse.core.models import ModelLoadError
     from glimpse.indexer.pipeline import Indexer
@@ -194,7 +196,7 @@ def index(
     library = open_library(s)
     encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
     stage: EmbeddingStage | None = None
-    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError)
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError, DiskFull)
     if s.ray_address:
         # Only now: Ray (and this module's workers) cost seconds to import and are an optional extra.
         from glimpse.indexer.ray_runner import ClusterError, RayEmbedding
@@ -252,11 +254,21 @@ def _print_summary(report: dict[str, Any]) -> None:
         out.print(f"  [red]failed[/] {escape(f['path'])}: {escape(f['error'])}", highlight=False)
     for w in report["warnings"]:
         out.print(f"  [yellow]warning[/] {escape(w['path'])}: {escape(w['warning'])}", highlight=False)
+    for k in report.get("skipped", []):
+        out.print(f"  [yellow]skipped[/] {escape(k['path'])}: {escape(k['reason'])}", highlight=False)
     m = report.get("manifest")
     if m:
-        out.print(f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files")
+        out.print(
+            f"manifest: {m['updated']} items updated, {len(m['missing'])} rows point at missing files, "
+            f"{len(m['invalid'])} rows refused"
+        )
         for row in m["missing"][:20]:
             out.print(f"  [yellow]missing[/] line {row['line']}: {escape(row['path'])}", highlight=False)
+        for row in m["invalid"][:20]:
+            where = f"{row['field']}: " if row.get("field") else ""
+            out.print(
+                f"  [red]invalid[/] line {row['line']}: {escape(where + row['error'])}", highlight=False
+            )
 
 
 @app.command()

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from glimpse.core.fsutil import disk_full
 from glimpse.core.library import Library
 from glimpse.core.settings import Settings
 from glimpse.core.vocabulary import RunStatus
@@ -100,7 +101,9 @@ class Indexer:
 
     def run(self, paths: list[Path], on_plan: Callable[[ScanPlan], None] | None = None) -> IndexSummary:
         """Index everything below ``paths`` that is new or changed, sweep what was removed, and
-        publish the index. Raises FileNotFoundError, LibraryBusy, ModelMismatch, ModelLoadError."""
+        publish the index. Raises FileNotFoundError, LibraryBusy, ModelMismatch, ModelLoadError,
+        and DiskFull (core/fsutil.py: one line saying what failed, where, and the space left) when
+        a disk fills up; the run is then recorded as failed and every committed chunk is kept."""
         roots = [p.expanduser().resolve() for p in paths]
         for root in roots:
             if not root.exists():
@@ -112,11 +115,13 @@ class Indexer:
             self.encoder.load()
             self.library.bind_model(self.encoder.ref, self.encoder.dim)
             self.library.add_media_roots([r if r.is_dir() else r.parent for r in roots])
-            run_id = writer.start_run()
-            status, message = RunStatus.FAILED, None
+            run_id: int | None = None
             try:
+                run_id = writer.start_run()
+                allowed = self.library.media_roots()
                 with self.library.Session() as s:
-                    plan = plan_scan(s, roots, walk(roots, skip=self.library.root))
+                    entries = walk(roots, skip=self.library.root, allowed=allowed, skipped=summary.skipped)
+                    plan = plan_scan(s, roots, entries)
                 if on_plan:
                     on_plan(plan)
                 summary.unchanged = plan.unchanged
@@ -128,20 +133,56 @@ class Indexer:
                     local = isinstance(self.stage, LocalEmbedding)
                     done = {str(e.path) for e in plan.todo} if local else set()
                     fill_unread(self.library, self.settings, ocr, roots, summary, self.progress, skip=done)
-                status = RunStatus.COMPLETED
             except KeyboardInterrupt:
-                status = RunStatus.INTERRUPTED
+                self._close(writer, run_id, summary, started, RunStatus.INTERRUPTED)
                 raise
             except Exception as exc:
-                message = str(exc)[:2000]  # the run record says why it failed
+                explained = self._explain(exc)
+                self._close(writer, run_id, summary, started, RunStatus.FAILED, str(explained))
+                if explained is not exc:
+                    raise explained from exc
                 raise
-            finally:
-                # Whatever happened, publish an index that matches what was committed.
-                snapshot = self.library.rebuild_index()
-                summary.index_size = len(snapshot.index)
-                summary.seconds = time.monotonic() - started
-                writer.finish_run(run_id, status, message)
+            late = self._close(writer, run_id, summary, started, RunStatus.COMPLETED)
+            if late is not None:
+                raise late
         return summary
+
+    def _explain(self, exc: BaseException) -> BaseException:
+        """A full disk as one clear :class:`DiskFull` (what, where, free space); else ``exc``."""
+        sqlite = self.library.engine.url.database if self.library.engine.dialect.name == "sqlite" else None
+        return disk_full(exc, self.library.root, sqlite) or exc
+
+    def _close(
+        self,
+        writer: CatalogueWriter,
+        run_id: int | None,
+        summary: IndexSummary,
+        started: float,
+        status: RunStatus,
+        message: str | None = None,
+    ) -> BaseException | None:
+        """Publish an index that matches what was committed, and record how the run ended.
+
+        Returns the failure of the publishing itself (a full disk, say) when the run had none:
+        the run is then recorded as failed. Recording the end is best effort - a run left
+        ``running`` (disk full there too, or the process killed) is closed by the next run."""
+        failure: BaseException | None = None
+        try:
+            summary.index_size = len(self.library.rebuild_index().index)
+        except Exception as exc:  # noqa: BLE001 - reported below, or after the run's own failure
+            failure = self._explain(exc)
+            if status == RunStatus.COMPLETED:
+                status, message = RunStatus.FAILED, str(failure)
+            else:
+                failure = None  # the run's own failure is the one to report
+        summary.seconds = time.monotonic() - started
+        try:
+            if run_id is not None:
+                writer.finish_run(run_id, status, message[:2000] if message else None)
+        except Exception as exc:  # noqa: BLE001 - best effort: the next run closes it
+            if failure is None and status == RunStatus.COMPLETED:
+                failure = self._explain(exc)
+        return failure
 
     def _embed_all(self, todo: list[FileEntry], writer: CatalogueWriter) -> None:
         """Embed ``todo`` through the stage and commit what it streams (:meth:`_commit_stream`)."""

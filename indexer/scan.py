@@ -36,30 +36,99 @@ class ScanPlan:
     touched: dict[str, int] = field(default_factory=dict)  # path -> new mtime_ns, same content
 
 
-def walk(roots: Iterable[Path], skip: Path | None = None) -> Iterator[FileEntry]:
-    """Every supported media file below ``roots`` (a root may also be a single file)."""
-    seen: set[Path] = set()
+def walk(
+    roots: Iterable[Path],
+    skip: Path | None = None,
+    allowed: Iterable[Path] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[FileEntry]:
+    """Every supported media file below ``roots`` (a root may also be a single file).
+
+    Symbolic links, to files and to folders, are followed when their target lies inside
+    ``allowed`` (the library's media folders; default: ``roots``) - the folders the API serves
+    from, so whatever is indexed can be served - and skipped otherwise, with the reason appended
+    to ``skipped`` as (path, reason): a link leading outside, a broken link, a folder link that
+    loops back to a folder already walked. A file reachable by several paths is indexed once,
+    by its link-free path when it has one.
+    """
+    roots = list(roots)
+    inside = [Path(os.path.realpath(r)) for r in (allowed if allowed is not None else roots)]
+    report = skipped if skipped is not None else []
+    found: list[tuple[Path, str, bool]] = []  # (path, real path, reached through a link)
     for root in roots:
-        candidates = [root] if root.is_file() else _walk_dir(root, skip)
-        for path in candidates:
-            kind = media_kind(path)
-            if kind is None or path in seen:
+        if root.is_file():
+            found.append((root, os.path.realpath(root), False))
+        else:
+            found.extend(_walk_dir(root, skip, inside, report))
+    # One path per real file: link-free paths first, then links, in walk order.
+    chosen: dict[str, Path] = {}
+    for path, real, linked in sorted(found, key=lambda f: f[2]):
+        if real in chosen:
+            if linked:
+                report.append((str(path), f"the same file as {chosen[real]}, indexed under that path"))
+            continue
+        chosen[real] = path
+    keep = set(chosen.values())
+    for path, _real, _linked in found:
+        if path not in keep:
+            continue
+        keep.discard(path)
+        kind = media_kind(path)
+        if kind is None:
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # vanished between listing and stat
+        yield FileEntry(path, kind, st.st_size, st.st_mtime_ns)
+
+
+def _inside(real: str, roots: list[Path]) -> bool:
+    return any(Path(real).is_relative_to(r) for r in roots)
+
+
+def _walk_dir(
+    root: Path, skip: Path | None, inside: list[Path], skipped: list[tuple[str, str]]
+) -> Iterator[tuple[Path, str, bool]]:
+    """(path, real path, reached through a link) of every visible file below ``root``."""
+    walked = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real_dir = os.path.realpath(dirpath)
+        through_link = real_dir != os.path.normpath(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            full = Path(dirpath, d)
+            if d.startswith(".") or full == skip:
                 continue
-            seen.add(path)
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # vanished between listing and stat
-            yield FileEntry(path, kind, st.st_size, st.st_mtime_ns)
-
-
-def _walk_dir(root: Path, skip: Path | None) -> Iterator[Path]:
-    # Symlinked folders are not followed: they can loop, or lead outside the media roots.
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip)
+            if full.is_symlink():
+                target = os.path.realpath(full)
+                if not _inside(target, inside):
+                    skipped.append((str(full), f"a link to {target}, outside the media folders"))
+                    continue
+                if target in walked or Path(real_dir).is_relative_to(target):
+                    skipped.append((str(full), f"a link to {target}, a folder already walked (a loop)"))
+                    continue
+                walked.add(target)
+            else:
+                walked.add(os.path.realpath(full))
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath, name)
+            if name.startswith("."):
+                continue
+            full = Path(dirpath, name)
+            if not full.is_symlink():
+                yield full, os.path.join(real_dir, name), through_link
+                continue
+            target = os.path.realpath(full)
+            if not os.path.exists(target):
+                if media_kind(full) is not None:
+                    skipped.append((str(full), "a broken link"))
+            elif not _inside(target, inside):
+                if media_kind(full) is not None:
+                    skipped.append((str(full), f"a link to {target}, outside the media folders"))
+            else:
+                yield full, target, True
 
 
 def content_hash(path: Path, kind: str) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from glimpse.core import ocr_text
 from glimpse.core.catalogue import Asset, IndexRun, Unit, utcnow
-from glimpse.core.fsutil import atomic_write, fsync_dir
+from glimpse.core.fsutil import atomic_write, fsync_dir, printable
 from glimpse.core.library import Library
 from glimpse.core.ocr import OcrResult
 from glimpse.core.vocabulary import Kind, RunStatus, Status
@@ -37,13 +37,15 @@ IN_CHUNK = 500  # ids per SQL ``IN (...)``: small enough for every backend
 
 @dataclass
 class IndexSummary:
-    """What a run did; ``failed`` and ``warnings`` are (path, reason) pairs."""
+    """What a run did; ``failed``, ``warnings`` and ``skipped`` (links not followed, see
+    indexer/scan.py ``walk``) are (path, reason) pairs."""
 
     indexed: int = 0
     unchanged: int = 0
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     units: int = 0
     index_size: int = 0
     seconds: float = 0.0
@@ -53,8 +55,10 @@ class IndexSummary:
             "indexed": self.indexed,
             "unchanged": self.unchanged,
             "removed": self.removed,
-            "failed": [{"path": p, "error": e} for p, e in self.failed],
-            "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+            # Paths as text: a name that is not valid UTF-8 shows its odd bytes as \xe9.
+            "failed": [{"path": printable(p), "error": printable(e)} for p, e in self.failed],
+            "warnings": [{"path": printable(p), "warning": printable(w)} for p, w in self.warnings],
+            "skipped": [{"path": printable(p), "reason": printable(r)} for p, r in self.skipped],
             "units": self.units,
             "index_size": self.index_size,
             "seconds": round(self.seconds, 3),
@@ -253,7 +257,18 @@ class CatalogueWriter:
 
     # -- run records -----------------------------------------------------------------------
     def start_run(self) -> int:
+        """Record a new run (the caller holds the writer lock). A run still recorded as running
+        was stopped before it could say how it ended (killed, or its disk was full): it is
+        recorded as failed now."""
         with self.library.Session.begin() as s:
+            s.execute(
+                update(IndexRun)
+                .where(IndexRun.status == RunStatus.RUNNING)
+                .values(
+                    status=RunStatus.FAILED,
+                    message="stopped before it finished (killed, or it could not write)",
+                )
+            )
             run = IndexRun(status=RunStatus.RUNNING)
             s.add(run)
             s.flush()

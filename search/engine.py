@@ -27,7 +27,7 @@ from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
-from glimpse.search.moments import Segment, SequenceMatch, fit_moments, sequences
+from glimpse.search.moments import SegmentTable, SequenceMatch, fit_table, sequences
 from glimpse.search.query import Media, QueryError, SearchQuery
 from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.snapshots import IndexHolder
@@ -110,6 +110,7 @@ class SearchEngine:
         self.embedder = embedder
         self.searcher: IndexSearcher = searcher or DirectSearch()
         self.index = index or IndexHolder(library)
+        self.segments = reads.SegmentCache()
 
     @property
     def snapshot(self) -> IndexSnapshot:
@@ -201,7 +202,7 @@ class SearchEngine:
         available = len(snapshot.index) if allowed is None else len(allowed)
         want = offset + q.k + 1
         fetch = min(available, max(want * 2, 32))
-        videos: dict[int, list[Segment]] = {}  # each video's segments, scored once per search
+        videos: dict[int, tuple[SegmentTable, np.ndarray]] = {}  # each video's segments + scores, once
         while True:
             scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed)
             hits, assets = reads.read_hits(self.library, ids[0], scores[0], q.min_score)
@@ -258,13 +259,15 @@ class SearchEngine:
         hits: list[Hit],
         assets: dict[int, Asset],
         vector: np.ndarray,
-        videos: dict[int, list[Segment]],
+        videos: dict[int, tuple[SegmentTable, np.ndarray]],
         skip_units: set[int],
     ) -> list[Result]:
         """Images as they are; each video among the hits as the moments fitted to the query over
         all of its segments (search/moments.py), at most ``moments_per_video`` of them."""
         results: list[Result] = []
         seen: set[int] = set()
+        typical: float | None = None
+        skip = np.array(sorted(skip_units), dtype=np.int64)
         for h in hits:
             if h.asset_id in seen:
                 continue
@@ -274,10 +277,16 @@ class SearchEngine:
                 results.append(_result(asset, h.unit_id, h.score))
                 continue
             if asset.id not in videos:
-                videos[asset.id] = self._scored_segments(asset.id, vector[None, :])[0]
-            segments = [s for s in videos[asset.id] if s.unit_id not in skip_units]
-            fitted = fit_moments(
-                asset.id, segments, per_video=self.settings.moments_per_video, typical=self._typical(vector)
+                table, scores = self._scored_segments(asset, vector[None, :])
+                videos[asset.id] = (table, scores[:, 0])
+            table, scores = videos[asset.id]
+            if len(skip):
+                kept = ~np.isin(table.unit_id, skip)
+                table, scores = table.take(kept), scores[kept]
+            if typical is None:
+                typical = self._typical(vector)
+            fitted = fit_table(
+                asset.id, table, scores, per_video=self.settings.moments_per_video, typical=typical
             )
             for m in fitted:
                 results.append(
@@ -291,23 +300,15 @@ class SearchEngine:
         background = self.index.background()
         return float(np.median(background @ vector)) if len(background) else None
 
-    def _scored_segments(self, asset_id: int, vectors: np.ndarray) -> list[list[Segment]]:
-        """A video's segments in time order, scored against each of ``vectors`` (nq, D): one list
-        per query vector. Segments missing from the served index are left out."""
-        rows = reads.video_segments(self.library, asset_id)
+    def _scored_segments(self, asset: Asset, vectors: np.ndarray) -> tuple[SegmentTable, np.ndarray]:
+        """A video's segments in time order and their scores (n, nq) against each of ``vectors``
+        (nq, D). Segments missing from the served index are left out."""
+        table = self.segments.get(self.library, asset.id, asset.indexed_at)
         index = self.snapshot.index
-        present = np.isin(np.array([r.unit_id for r in rows], dtype=np.int64), index.ids())
-        rows = [r for r, ok in zip(rows, present, strict=True) if ok]
-        if not rows:
-            return [[] for _ in vectors]
-        scores = index.vectors(np.array([r.unit_id for r in rows], dtype=np.int64)) @ vectors.T
-        return [
-            [
-                Segment(r.unit_id, r.t_start, r.t_end, r.t_best, float(scores[i, j]), r.shot_start)
-                for i, r in enumerate(rows)
-            ]
-            for j in range(len(vectors))
-        ]
+        table = table.take(index.contains(table.unit_id))
+        if not len(table):
+            return table, np.zeros((0, len(vectors)), dtype=np.float32)
+        return table, index.scores(table.unit_id, vectors)
 
     # -- sequence queries ------------------------------------------------------------------------
     def _sequences(
@@ -333,10 +334,12 @@ class SearchEngine:
         typicals = [self._typical(step) for step in steps]
         found: list[tuple[Asset, SequenceMatch]] = []
         for asset_id, asset in candidates.items():
-            scored = self._scored_segments(asset_id, steps)
+            table, scores = self._scored_segments(asset, steps)
             per_step = [
-                fit_moments(asset_id, segs, per_video=self.settings.moments_per_video, typical=typical)
-                for segs, typical in zip(scored, typicals, strict=True)
+                fit_table(
+                    asset_id, table, scores[:, j], per_video=self.settings.moments_per_video, typical=typical
+                )
+                for j, typical in enumerate(typicals)
             ]
             chains = sequences(per_step, q.within)
             found += [(asset, c) for c in chains[: self.settings.moments_per_video]]

@@ -89,6 +89,8 @@ def _apply(
 
 def _check(name: str, value: Any, is_text: bool) -> Any:
     if is_text and isinstance(value, str):
+        if "\x00" in value:  # PostgreSQL refuses NUL in text, SQLite would compare it: same answer on both
+            raise FilterError(f"filter {name!r}: the value contains a NUL character (U+0000)")
         return value
     if not is_text and isinstance(value, (int, float)) and not isinstance(value, bool):
         return value

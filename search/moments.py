@@ -59,6 +59,48 @@ class Segment:
     cut_before: bool = False  # a detected cut comes right before this segment
 
 
+@dataclass(frozen=True, eq=False)
+class SegmentTable:
+    """One video's segments in time order, as arrays of length n: what the engine reads once per
+    video and scores against each query (a video has up to a few thousand segments, and a page
+    scores every segment of a dozen videos, so the work stays in numpy)."""
+
+    unit_id: np.ndarray  # (n,) int64
+    t_start: np.ndarray  # (n,) float64 seconds
+    t_end: np.ndarray  # (n,) float64
+    t_best: np.ndarray  # (n,) float64, t_start <= t_best <= t_end
+    cut_before: np.ndarray  # (n,) bool: a detected cut comes right before the segment
+
+    def __len__(self) -> int:
+        return len(self.unit_id)
+
+    @classmethod
+    def of(cls, segments: Sequence[Segment]) -> SegmentTable:
+        return cls(
+            np.array([s.unit_id for s in segments], dtype=np.int64),
+            np.array([s.t_start for s in segments], dtype=np.float64),
+            np.array([s.t_end for s in segments], dtype=np.float64),
+            np.array([s.t_best for s in segments], dtype=np.float64),
+            np.array([s.cut_before for s in segments], dtype=bool),
+        )
+
+    def take(self, keep: np.ndarray) -> SegmentTable:
+        """The segments where the boolean mask ``keep`` (n,) is true, still in time order."""
+        return SegmentTable(
+            self.unit_id[keep], self.t_start[keep], self.t_end[keep], self.t_best[keep], self.cut_before[keep]
+        )
+
+    def check(self) -> None:
+        """Raise ValueError unless the times are finite, in order, and each t_best is in its segment."""
+        times = np.stack([self.t_start, self.t_end, self.t_best]) if len(self) else np.zeros((3, 0))
+        if not np.isfinite(times).all():
+            raise ValueError("segments need finite times")
+        if ((self.t_best < self.t_start) | (self.t_best > self.t_end)).any():
+            raise ValueError("a segment has t_best outside t_start..t_end")
+        if (np.diff(self.t_start) < 0).any():
+            raise ValueError("segments must be in time order")
+
+
 @dataclass(frozen=True)
 class Moment:
     """A stretch of one video: ``start``..``end`` seconds, played from ``best_time``."""
@@ -69,7 +111,6 @@ class Moment:
     best_time: float
     score: float  # the best segment's
     unit_id: int  # the best segment: its thumbnail shows the moment
-    segments: tuple[Segment, ...]
 
 
 @dataclass(frozen=True)
@@ -102,42 +143,75 @@ def fit_moments(
 ) -> list[Moment]:
     """The moments of one video for one query, best first (see the module for the method).
 
-    ``segments`` are the video's units in time order (they tile the video); ``floor`` is the
-    lowest score that can count as a match at all; ``typical`` the query's score on unrelated
-    content (default: the video's median). Raises ValueError for unordered segments, bad
-    times or a ``per_video`` below 1.
+    ``segments`` are the video's units in time order (they tile the video), each with its score;
+    ``floor`` is the lowest score that can count as a match at all; ``typical`` the query's score
+    on unrelated content (default: the video's median). Raises ValueError for unordered segments,
+    bad times or scores, or a ``per_video`` below 1. :func:`fit_table` is the same on arrays.
     """
+    scores = np.array([s.score for s in segments], dtype=np.float64)
+    return fit_table(
+        asset_id, SegmentTable.of(segments), scores, per_video=per_video, floor=floor, typical=typical
+    )
+
+
+def fit_table(
+    asset_id: Hashable,
+    table: SegmentTable,
+    scores: np.ndarray,
+    *,
+    per_video: int = 3,
+    floor: float | None = None,
+    typical: float | None = None,
+) -> list[Moment]:
+    """:func:`fit_moments` over a :class:`SegmentTable` and its scores (n,) for one query."""
     if per_video < 1:
         raise ValueError(f"per_video must be at least 1, got {per_video!r}")
-    _check(segments)
-    if not segments:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(table),):
+        raise ValueError(f"expected {len(table)} scores, got shape {scores.shape}")
+    table.check()
+    if not np.isfinite(scores).all():
+        raise ValueError("segments need finite scores")
+    if not len(table):
         return []
-    scores = np.array([s.score for s in segments], dtype=np.float64)
     peak = float(scores.max())
     typical = float(np.median(scores)) if typical is None else min(typical, peak)
     spread = peak - typical
     if spread < FLAT_SPREAD:
-        keep = np.ones(len(segments), dtype=bool)
+        keep = np.ones(len(scores), dtype=bool)
         high = keep
     else:
         keep = scores >= peak - BAND * spread
         high = scores >= peak - CUT_BAND * spread
     if floor is not None:
         keep &= scores >= floor
-    runs: list[list[int]] = []
-    for i in range(len(segments)):
-        if not keep[i]:
-            continue
-        joins = bool(runs) and runs[-1][-1] == i - 1
-        if joins and segments[i].cut_before and not (high[i - 1] and high[i]):
-            joins = False
-        if joins:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    moments = [_moment(asset_id, [segments[i] for i in run]) for run in runs]
-    moments.sort(key=lambda m: (-m.score, m.start))
-    return moments[:per_video]
+    # Segment i continues the run of i-1 when both are kept, unless a cut lies between them and
+    # the scores do not stay high on both sides.
+    joins = np.zeros(len(scores), dtype=bool)
+    joins[1:] = keep[1:] & keep[:-1] & ~(table.cut_before[1:] & ~(high[:-1] & high[1:]))
+    starts = np.flatnonzero(keep & ~joins)
+    if not len(starts):
+        return []
+    ends = np.flatnonzero(keep & ~np.append(joins[1:], False))  # inclusive, one per start
+    # A run's best score is the maximum over [its start, the next start): the segments between
+    # runs were not kept, so they score lower than anything kept.
+    best_scores = np.maximum.reduceat(scores, starts)
+    order = np.lexsort((table.t_start[starts], -best_scores))[:per_video]
+    moments = []
+    for j in order:
+        first, last = int(starts[j]), int(ends[j])
+        best = first + int(np.argmax(scores[first : last + 1]))  # first of equals: the earliest
+        moments.append(
+            Moment(
+                asset_id=asset_id,
+                start=float(table.t_start[first]),
+                end=float(table.t_end[last]),
+                best_time=float(table.t_best[best]),
+                score=float(scores[best]),
+                unit_id=int(table.unit_id[best]),
+            )
+        )
+    return moments
 
 
 def sequences(steps: Sequence[Sequence[Moment]], within: float) -> list[SequenceMatch]:
@@ -164,32 +238,6 @@ def sequences(steps: Sequence[Sequence[Moment]], within: float) -> list[Sequence
         chains = extended
     chains.sort(key=lambda c: (-c.score, c.start))
     return chains
-
-
-def _moment(asset_id: Hashable, run: list[Segment]) -> Moment:
-    best = max(run, key=lambda s: s.score)  # first of equals: the earliest
-    return Moment(
-        asset_id=asset_id,
-        start=run[0].t_start,
-        end=run[-1].t_end,
-        best_time=best.t_best,
-        score=best.score,
-        unit_id=best.unit_id,
-        segments=tuple(run),
-    )
-
-
-def _check(segments: Sequence[Segment]) -> None:
-    previous = -math.inf
-    for s in segments:
-        times = (s.t_start, s.t_end, s.t_best, s.score)
-        if not all(math.isfinite(t) for t in times):
-            raise ValueError(f"segment {s!r} needs finite times and score")
-        if not s.t_start <= s.t_best <= s.t_end:
-            raise ValueError(f"segment {s!r} has t_best outside t_start..t_end")
-        if s.t_start < previous:
-            raise ValueError("segments must be in time order")
-        previous = s.t_start
 
 
 def format_timestamp(seconds: float) -> str:

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import PurePath
 
+from glimpse.core.fsutil import printable
+
 
 class PathDisplay:
     """Turns catalogue paths into what clients see (see the module)."""
@@ -23,6 +25,11 @@ class PathDisplay:
         self.roots = sorted({str(r).rstrip(os.sep) for r in roots if str(r)}, key=len, reverse=True)
 
     def show(self, path: str) -> str:
+        """The path as a client sees it, as text: bytes of a name that are not valid UTF-8 show
+        as ``\\xe9`` (core/fsutil.py ``printable``); the item's id, not this, fetches the file."""
+        return printable(self._show(path))
+
+    def _show(self, path: str) -> str:
         if self.full:
             return path
         for root in self.roots:

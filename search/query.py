@@ -26,9 +26,13 @@ OFFSET_MAX = 10_000  # deep pages cost a top-(offset + k) search each; past this
 TEXT_MAX = 1_000
 MAX_THEN = 4  # steps after the first of a sequence query
 DEFAULT_WITHIN = 30.0  # seconds between the steps of a sequence
-# Ids are 64-bit signed integers in both catalogues (SQLite INTEGER, PostgreSQL BIGINT): anything
-# larger cannot name a row, and the database drivers overflow on it.
-ID_MAX = 2**63 - 1
+# The largest id the API takes, wherever it takes one (path, query string, form or JSON body): a
+# larger one is a 422 before any lookup, an unused one in range a 404. The catalogues store 64-bit
+# ids (SQLite INTEGER, PostgreSQL BIGINT; drivers overflow past 2**63-1), but the bound is 2**53-1:
+# the largest integer every JSON client holds exactly (JavaScript's Number; FastAPI's OpenAPI model
+# itself keeps bounds as floats, where 2**63-1 would read as 2**63). Ids count up from 1, so no
+# catalogue comes near it.
+ID_MAX = 2**53 - 1
 
 FILTERS_DOC = (
     "Catalogue filters: field -> value, list (any of) or {operator: value}, e.g. "
@@ -53,6 +57,44 @@ class CursorError(QueryError):
     """A paging cursor that this service did not hand out for this query."""
 
 
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where ``value`` (a text, or lists and objects of them at any depth) holds a NUL character:
+    ``""`` for the value itself, ``"title.contains"`` inside an object, None where it holds none.
+
+    PostgreSQL cannot store or compare text with NUL (its driver refuses it) while SQLite can, so
+    such text is refused at the edge, the same on both backends."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return here
+        found = nul_path(item, here)
+        if found is not None:
+            return found
+    return None
+
+
+class TextInput(BaseModel):
+    """A request model whose every text field, at any depth, is refused when it holds a NUL
+    character: a 422 naming the field (and the place inside it), on every backend."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        where = nul_path(value)
+        if where is not None:
+            at = f" (at {where})" if where else ""
+            raise ValueError(f"contains a NUL character{at}: text may not hold U+0000")
+        return value
+
+
 class Weights(BaseModel):
     """How much each part of a composed query counts (its vector is scaled by this, then summed)."""
 
@@ -63,7 +105,7 @@ class Weights(BaseModel):
     negative: float = Field(0.5, ge=0.0, le=10.0, description="Weight subtracted for `negative`.")
 
 
-class SearchQuery(BaseModel):
+class SearchQuery(TextInput):
     """A search: text, an example item or segment (or an uploaded image, passed beside it), filters
     and paging. Every part is optional except that something must be searched for."""
 
@@ -158,7 +200,7 @@ class SearchQuery(BaseModel):
         return decode_cursor(self.cursor, self.fingerprint(**context))
 
 
-class FlatPage(BaseModel):
+class FlatPage(TextInput):
     """The page and filters of a search as flat fields (a query string or a multipart form):
     ``filters`` is a JSON object in a string, and ``category`` / ``price_min`` / ``price_max`` are
     shortcuts merged into it."""

@@ -6,6 +6,8 @@ each answer is one consistent view even while an indexer writes.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy import ColumnElement, func, select
 from glimpse.core.catalogue import Asset, IndexRun, Unit, indexed_units
 from glimpse.core.library import IndexSnapshot, Library
 from glimpse.core.vocabulary import Kind, Status
+from glimpse.search.moments import SegmentTable
 
 # Scores are reported with this many decimals, and `min_score` compares the reported value: a
 # client that passes a score it was shown must get that result back, whichever way it rounded.
@@ -87,24 +90,62 @@ def item_unit_ids(library: Library, asset_id: int) -> np.ndarray:
     return ids
 
 
-@dataclass(frozen=True)
-class SegmentRow:
-    unit_id: int
-    t_start: float
-    t_end: float
-    t_best: float
-    shot_start: bool
+def video_segments(library: Library, asset_id: int) -> SegmentTable:
+    """A video's segments in time order (all of them: moments are fitted over the whole video).
 
-
-def video_segments(library: Library, asset_id: int) -> list[SegmentRow]:
-    """A video's segments in time order (all of them: moments are fitted over the whole video)."""
+    Read through the Core connection into arrays: a page reads every segment of a dozen videos,
+    and ORM rows for thousands of segments each cost more than the scoring."""
+    query = (
+        select(Unit.id, Unit.t_start, Unit.t_end, Unit.t_best, Unit.shot_start)
+        .where(Unit.asset_id == asset_id, Unit.t_start.is_not(None))
+        .order_by(Unit.t_start, Unit.id)
+    )
     with library.Session() as s:
-        rows = s.execute(
-            select(Unit.id, Unit.t_start, Unit.t_end, Unit.t_best, Unit.shot_start)
-            .where(Unit.asset_id == asset_id, Unit.t_start.is_not(None))
-            .order_by(Unit.t_start, Unit.id)
-        )
-        return [SegmentRow(r.id, r.t_start, r.t_end, r.t_best, bool(r.shot_start)) for r in rows]
+        rows = s.connection().execute(query).all()
+    if not rows:
+        empty = np.zeros(0)
+        return SegmentTable(empty.astype(np.int64), empty, empty, empty, empty.astype(bool))
+    ids, starts, ends, bests, cuts = zip(*rows, strict=True)
+    return SegmentTable(
+        np.array(ids, dtype=np.int64),
+        np.array(starts, dtype=np.float64),
+        np.array(ends, dtype=np.float64),
+        np.array([b if b is not None else a for a, b in zip(starts, bests, strict=True)], dtype=np.float64),
+        np.array([bool(c) for c in cuts], dtype=bool),
+    )
+
+
+class SegmentCache:
+    """The segment tables of recently searched videos, least recently used first out.
+
+    A video's segments change only when the video is indexed again, which sets its
+    ``indexed_at``: that is part of the key, so a re-indexed video is read afresh and its old
+    entry ages out. Bounded by the total segments held (about 33 bytes each: 2M segments, the
+    default, are ~560 hours at 1 segment/s in ~66 MB). Thread-safe (the API searches from threads).
+    """
+
+    def __init__(self, max_segments: int = 2_000_000) -> None:
+        self.max_segments = max_segments
+        self._tables: OrderedDict[tuple[int, object], SegmentTable] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def get(self, library: Library, asset_id: int, indexed_at: object) -> SegmentTable:
+        key = (asset_id, indexed_at)
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+                return table
+        table = video_segments(library, asset_id)
+        with self._lock:
+            if key not in self._tables and len(table) <= self.max_segments:
+                self._tables[key] = table
+                self._held += len(table)
+                while self._held > self.max_segments:
+                    _, old = self._tables.popitem(last=False)
+                    self._held -= len(old)
+        return table
 
 
 def get_item(library: Library, asset_id: int) -> tuple[Asset, list[Unit]]:

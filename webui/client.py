@@ -80,13 +80,22 @@ class SearchRequest:
     k: int = 24
     cursor: str | None = None
     min_score: float | None = None
+    # A sequence: q, then each of these texts, each step within ``within`` seconds of the last.
+    then: tuple[str, ...] = ()
+    within: float | None = None
 
     def body(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "", {})}
+        body = {k: v for k, v in self.__dict__.items() if v not in (None, "", {}, ())}
+        if "then" in body:
+            body["then"] = list(body["then"])
+        return body
 
     def form_fields(self) -> dict[str, str]:
-        """The same request as flat fields (multipart form, query string): ``filters`` as a JSON string."""
-        return {k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in self.body().items()}
+        """The same request as flat fields (multipart form, query string): ``filters`` as a JSON string.
+        A sequence's ``then`` has no flat form here: only the JSON body carries it."""
+        return {
+            k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in self.body().items() if k != "then"
+        }
 
     def query_params(self) -> dict[str, str]:
         """Flat fields for ``/v1/items/{id}/similar``: no text and no item id, but a segment may narrow
@@ -115,6 +124,8 @@ class Hit:
     start: float | None = None
     end: float | None = None
     best_time: float | None = None
+    # A sequence query's hit: the moment of each step, in order ((start, end) seconds).
+    steps: tuple[tuple[float, float], ...] = ()
     text_matches: list[dict[str, Any]] = field(default_factory=list)  # where its text was found (OCR)
 
     @classmethod
@@ -132,6 +143,7 @@ class Hit:
             start=data.get("start"),
             end=data.get("end"),
             best_time=data.get("best_time"),
+            steps=tuple((float(s["start"]), float(s["end"])) for s in data.get("steps") or ()),
             text_matches=list(data.get("text_matches") or []),
         )
 

@@ -61,6 +61,11 @@ def best_time(hit_start: float | None, hit_best: float | None) -> float:
     return hit_best if hit_best is not None else hit_start or 0.0
 
 
+def sequence_text(hit: Hit) -> str:
+    """A sequence hit's steps in order: "0:03.0–0:05.0 → 0:12.0–0:15.0"."""
+    return " → ".join(time_range(start, end) for start, end in hit.steps)
+
+
 def play_label(hit: Hit) -> str:
     """The card's button for a video moment names the instant the player starts at."""
     return f"Play {point_time(best_time(hit.start, hit.best_time))}"
@@ -198,7 +203,9 @@ def card_html(hit: Hit) -> str:
     title = html.escape(hit.name)
     lines = [f'<div class="glimpse-title" title="{title}">{title}</div>']
     details = []
-    if hit.is_video:
+    if hit.steps:
+        details.append(f'<span class="glimpse-moment">{html.escape(sequence_text(hit))}</span>')
+    elif hit.is_video:
         details.append(f'<span class="glimpse-moment">{time_range(hit.start, hit.end)}</span>')
     price = price_text(meta.get("price"), meta.get("currency"))
     if price:

@@ -9,8 +9,8 @@ Keys kept in ``st.session_state``:
   search changed, so the count starts again at one;
 - ``last_request``: the body of the last search sent (tests read it to see what the API got);
 - ``media_links``: signed media links still valid, by item id (kept by ``api_access``);
-- the widgets' own keys: ``q_input``, ``not_input``, ``upload_input``, ``media_filter``,
-  ``category_filter``, ``price_filter``.
+- the widgets' own keys: ``q_input``, ``not_input``, ``then_input``, ``within_input``,
+  ``upload_input``, ``media_filter``, ``category_filter``, ``price_filter``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Query(TypedDict, total=False):
     mode: Mode
     q: str | None  # text mode
     negative: str | None  # text and blank modes
+    then: list[str]  # text mode: a sequence's later steps (videos only), in order
+    within: float  # text mode: most seconds between one step and the next
     image_id: int  # similar mode: the example item
     unit_id: int | None  # similar mode: the example moment of a video, else None
     label: str  # similar mode: what the example is called
@@ -73,7 +75,21 @@ def on_text_submit() -> None:
         st.session_state.query = Query(mode="blank", negative=negative) if negative else None
         st.session_state.detail = None
         return
-    set_query(Query(mode="text", q=text, negative=negative or None))
+    query = Query(mode="text", q=text, negative=negative or None)
+    steps = sequence_steps(st.session_state.get("then_input") or "")
+    if steps:
+        query["then"] = steps
+        query["within"] = float(st.session_state.get("within_input") or DEFAULT_WITHIN)
+    set_query(query)
+
+
+DEFAULT_WITHIN = 30.0  # seconds, the API's own default
+MAX_STEPS = 4  # steps after the first, the API's own limit
+
+
+def sequence_steps(text: str) -> list[str]:
+    """The "then" box's steps: texts separated by ';' (blank ones dropped), at most the API's four."""
+    return [step.strip() for step in text.split(";") if step.strip()][:MAX_STEPS]
 
 
 def on_upload() -> None:

@@ -56,6 +56,7 @@ from glimpse.webui.formatting import (
     upload_limit_mb,
 )
 from glimpse.webui.state import (
+    DEFAULT_WITHIN,
     Detail,
     Query,
     clear_query,
@@ -196,6 +197,22 @@ def search_form(stats: LibraryStats) -> None:
         cols[0].text_input("Search", key="q_input", placeholder=search_placeholder(stats))
         cols[1].text_input("Not", key="not_input", placeholder="what to leave out")
         cols[2].form_submit_button("Search", type="primary", on_click=on_text_submit, width="stretch")
+        with st.expander("Then… (find a sequence of events in videos)", icon=":material/timeline:"):
+            cols = st.columns([6, 3], vertical_alignment="bottom")
+            cols[0].text_input(
+                "Then",
+                key="then_input",
+                placeholder="what comes next, e.g. a blue square; a green triangle",
+                help="Videos where the search above is followed by each of these, in order.",
+            )
+            cols[1].number_input(
+                "Within (seconds)",
+                min_value=1.0,
+                max_value=86_400.0,
+                value=DEFAULT_WITHIN,
+                step=5.0,
+                key="within_input",
+            )
     with st.expander("Search with an image", icon=":material/image_search:"):
         # The uploader states the API's own limit (in MB) and refuses bigger files before sending.
         st.file_uploader(
@@ -217,6 +234,8 @@ def build_request(cfg: UiConfig, query: Query, media: str, filters: dict[str, An
         media=media,  # type: ignore[arg-type]
         filters=filters or None,
         k=cfg.page_size,
+        then=tuple(query.get("then") or ()),
+        within=query.get("within") if query.get("then") else None,
     )
 
 

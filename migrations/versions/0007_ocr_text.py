@@ -1,7 +1,7 @@
 """text read in pictures (OCR), per unit, with the database's own full-text index
 
 Revision ID: 0007_ocr_text
-Revises: 0004
+Revises: 0005_model_defaults
 Create Date: 2026-12-05
 
 ``ocr_text`` holds what was read in a unit (a row means it was read), ``ocr_lines`` each line with
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_ocr_text"
-down_revision = "0004"
+down_revision = "0005_model_defaults"
 branch_labels = None
 depends_on = None
 

@@ -19,6 +19,8 @@ from glimpse.core.settings import Settings
 from glimpse.search.api.deps import require_api_key, require_key_or_media_link
 from glimpse.search.api.errors import install_error_handlers
 from glimpse.search.api.limits import BodyLimitMiddleware
+from glimpse.search.api.methods import add_head_routes
+from glimpse.search.api.openapi import install_openapi
 from glimpse.search.api.routes import embed, health, items, media, search, stats
 from glimpse.search.api.schemas import ErrorResponse
 from glimpse.search.api.service import SearchService
@@ -33,6 +35,10 @@ best time to start playing).
 When the server has API keys (`GLIMPSE_API_KEYS`), every `/v1` route needs one, as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Errors always have the shape
 `{"error": {"code": "...", "message": "...", "status": 422}}`.
+
+Every `GET` route also answers `HEAD` (the same headers, no body), and `OPTIONS` on any path lists
+its methods in `Allow`. Ids (`{item_id}`, `image_id`, ...) are integers from 1 to 2^53-1: a larger
+one is a 422, an unused one a 404. No text may hold a NUL character (U+0000): a 422 naming the field.
 """
 
 TAGS = [
@@ -86,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"],
         )
 
+    for module in (health, search, items, media, embed, stats):
+        add_head_routes(module.router)
+    add_head_routes(media.files_router)
     app.include_router(health.router)
     v1 = APIRouter(
         prefix="/v1",
@@ -105,4 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     files.include_router(media.files_router)
     app.include_router(files)
+    add_head_routes(app.router)  # /docs and /redoc (/openapi.json is a Starlette route: it has HEAD)
+    install_openapi(app)
     return app

@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glimpse.core.library import ModelMismatch
 from glimpse.core.media import ImageDecodeError, ImageTooLarge
+from glimpse.search.api.methods import allowed_methods
 from glimpse.search.engine import ModelNotLoaded
 from glimpse.search.filters import FilterError
 from glimpse.search.query import CursorError, QueryError
@@ -90,14 +91,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
         elif exc.status_code == 405:
+            # The path exists but no route takes this method: OPTIONS is answered here, and both
+            # list every method of the path (Starlette's Allow names only the first route's).
+            allow = {"Allow": ", ".join(allowed_methods(app, request.scope))}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=allow)
             message = f"method {request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+            headers = {**(headers or {}), **allow}
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,7 +16,7 @@ from glimpse.core.catalogue import Asset, Unit
 from glimpse.core.ocr import OcrLine
 from glimpse.search.engine import Result
 from glimpse.search.paths import PathDisplay
-from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery
+from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery, TextInput
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ class ImageSearchForm(FlatQuery):
     file: UploadFile = Field(description="The query image (JPEG, PNG, WebP, GIF, BMP or TIFF).")
 
 
-class EmbedRequest(BaseModel):
+class EmbedRequest(TextInput):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "a red circle"}]})
 
     text: str = Field(min_length=1, max_length=TEXT_MAX, description="Not blank.")

@@ -7,10 +7,10 @@ import pytest
 from glimpse.core.settings import Settings
 
 
-@pytest.mark.parametrize("spelling", ["none", "None", ""])
+@pytest.mark.parametrize("spelling", ["none", "None", " NONE "])
 def test_pretrained_none_from_the_environment_means_random_init(monkeypatch, spelling):
     monkeypatch.setenv("GLIMPSE_PRETRAINED", spelling)
-    assert Settings().pretrained is None
+    assert Settings().pretrained == "none"
 
 
 def test_list_settings_split_on_commas(monkeypatch, tmp_path):
@@ -23,3 +23,8 @@ def test_list_settings_split_on_commas(monkeypatch, tmp_path):
 
 def test_default_database_is_sqlite_inside_the_data_dir(tmp_path):
     assert Settings(data_dir=tmp_path).db_url == f"sqlite:///{tmp_path.resolve() / 'catalogue.db'}"
+
+
+def test_an_empty_pretrained_means_the_models_own_default(monkeypatch):
+    monkeypatch.setenv("GLIMPSE_PRETRAINED", "")
+    assert Settings().pretrained is None

@@ -441,3 +441,26 @@ def test_an_api_error_is_shown_as_the_api_message(keyed_api, open_ui):
     assert "refused" in message and "GLIMPSE_API_KEY" in message and "Traceback" not in message
     allowed = search(open_ui(keyed_api.url, GLIMPSE_API_KEY=keyed_api.key), "shoes")
     assert card_titles(allowed) and not allowed.error
+
+
+def test_a_sequence_query_sends_its_steps_and_shows_each_steps_moment(api, open_ui):
+    at = open_ui(api.url)
+    # The generated video shows red for 3 s, then blue: "red" then "blue" is a chain of two moments.
+    at.text_input(key="then_input").input(" blue ; ")
+    at.number_input(key="within_input").set_value(20.0)
+    at = search(at, "red")
+    sent = at.session_state["last_request"]
+    assert sent["then"] == ["blue"] and sent["within"] == 20.0
+    expected = api_search(api, q="red", then=["blue"], within=20.0)
+    assert expected, "the generated video should hold a red moment followed by a blue one"
+    assert card_titles(at) == [api_name(r) for r in expected]
+    shown = [MOMENT.search(c).group(1) for c in cards(at)]
+    steps = [" → ".join(time_range(s["start"], s["end"]) for s in r["steps"]) for r in expected]
+    assert shown == [html.escape(s) for s in steps] and all(s.count("→") == 1 for s in shown)
+
+
+def test_an_empty_then_box_is_a_plain_search(api, open_ui):
+    at = open_ui(api.url)
+    at.text_input(key="then_input").input(" ; ")
+    at = search(at, "red shoes")
+    assert "then" not in at.session_state["last_request"]

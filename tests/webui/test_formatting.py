@@ -26,6 +26,7 @@ from glimpse.webui.formatting import (
     price_text,
     results_summary,
     search_placeholder,
+    sequence_text,
     time_range,
     upload_error_text,
     upload_limit_mb,
@@ -277,3 +278,17 @@ def test_a_card_found_by_its_text_shows_the_snippet_with_the_words_marked_and_es
     image = card_html(hit(text_matches=[{**match, "time": None}]))
     assert "OCR: “<mark>OPEN</mark> &lt;24&gt; HOURS”</div>" in image
     assert "glimpse-text" not in card_html(hit())
+
+
+def test_a_sequence_hit_shows_each_steps_moment_in_order_instead_of_one_span():
+    seq = hit(kind="video", start=2.0, end=9.0, best_time=2.5, steps=((2.0, 3.1), (7.4, 9.0)))
+    assert sequence_text(seq) == "0:02.0–0:03.1 → 0:07.4–0:09.0"
+    assert "0:02.0–0:03.1 → 0:07.4–0:09.0" in card_html(seq) and "0:02.0–0:09.0" not in card_html(seq)
+
+
+def test_the_then_box_splits_steps_on_semicolons_and_keeps_at_most_the_apis_four():
+    from glimpse.webui.state import sequence_steps
+
+    assert sequence_steps(" a blue square ; ;a green triangle;") == ["a blue square", "a green triangle"]
+    assert sequence_steps("a;b;c;d;e") == ["a", "b", "c", "d"]
+    assert sequence_steps("  ") == []

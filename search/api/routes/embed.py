@@ -31,6 +31,7 @@ _BODY_DOC = {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary", "description": "An image"}},
                     "required": ["file"],
+                    "additionalProperties": False,
                 }
             },
         },
@@ -44,16 +45,26 @@ _BODY_DOC = {
     openapi_extra=_BODY_DOC,
     summary="Embed a text (JSON) or an image (multipart `file`)",
     responses={
-        413: {"model": ErrorResponse},
-        415: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
+        413: {
+            "model": ErrorResponse,
+            "description": "The body, the file or its pixel count is over the limit",
+        },
+        415: {"model": ErrorResponse, "description": "Neither JSON nor multipart, or not an accepted image"},
+        422: {"model": ErrorResponse, "description": "Blank text, a corrupt image, or invalid fields"},
+        503: {"model": ErrorResponse, "description": "The library has no model yet (`library_empty`)"},
     },
 )
 async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=4) as form:
+            unknown = sorted(set(form.keys()) - {"file"})
+            if unknown:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"unknown form field(s): {', '.join(unknown)}; send the image as `file`",
+                )
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise ApiError(422, "invalid_request", "multipart body needs an image in the field `file`")

@@ -32,6 +32,12 @@ _FILE_ERRORS: dict[int | str, dict[str, Any]] = {
     responses={
         200: {"content": {"image/*": {}, "video/*": {}}},
         206: {"description": "Partial content (Range)"},
+        400: {"model": ErrorResponse, "description": "A malformed byte range (`invalid_range`)"},
+        416: {
+            "model": ErrorResponse,
+            "description": "The range starts past the end of the file",
+            "headers": {"Content-Range": {"description": "`bytes */<size>`", "schema": {"type": "string"}}},
+        },
         **_FILE_ERRORS,
     },
     summary="The original file (supports HTTP Range, so videos seek)",
@@ -40,10 +46,11 @@ def media(
     item_id: Annotated[int, Path(ge=1, le=ID_MAX)],
     library: LibraryDep,
     expires: Annotated[
-        int | None, Query(ge=0, description="Of a signed link: its expiry (Unix seconds).")
+        int | None, Query(ge=0, le=ID_MAX, description="Of a signed link: its expiry (Unix seconds).")
     ] = None,
     token: Annotated[
-        str | None, Query(max_length=100, description="Of a signed link: its signature.")
+        str | None,
+        Query(max_length=100, pattern="^[A-Za-z0-9_-]*$", description="Of a signed link: its signature."),
     ] = None,
 ) -> FileResponse:
     """With an API key, or with the `expires` and `token` of a link from `/v1/media/{item_id}/link`."""

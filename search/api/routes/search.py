@@ -38,7 +38,12 @@ def search_get(
     return run_search(engine, params.to_query(), prefix, paths)
 
 
-@router.post("/search", response_model=SearchResponse, responses=_SEARCH_ERRORS, summary="Search (JSON body)")
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses={**_SEARCH_ERRORS, 413: {"model": ErrorResponse, "description": "The body is over 1 MiB"}},
+    summary="Search (JSON body)",
+)
 def search_post(
     body: SearchQuery, engine: QueryEngineDep, prefix: UrlPrefixDep, paths: PathsDep
 ) -> SearchResponse:
