@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/index_images.py --ray --catalogue 96 --photos 0 --rounds 3
 	$(BIN)/python bench/video_sampling.py
 	$(BIN)/python bench/query_latency.py
+	$(BIN)/python bench/ocr.py
 
 clean:
 	rm -rf $(VENV) glimpse-data .pytest_cache .mypy_cache .ruff_cache
