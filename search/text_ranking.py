@@ -98,8 +98,22 @@ def fuse_ocr(
         )
         if key not in ranked:
             ranked.append(key)
-    fused = reciprocal_rank_fusion({"vector": vector_ranking, "ocr": ranked})
+    fused = reciprocal_rank_fusion({"vector": _vector_ranking(vector_ranking, by_key), "ocr": ranked})
     return [by_key[key] for key, _ in fused]
+
+
+def _vector_ranking(found: list[ResultKey], by_key: dict[ResultKey, Result]) -> list[ResultKey]:
+    """The vector ranking with the results only the text found put where their own score ranks
+    them, when it ranks them within the depth the vector search reached (below it their vector
+    rank is unknown and counts nothing): fusion then does not depend on how deep that search went."""
+    if not found:
+        return []
+    floor = min(by_key[key].score for key in found)
+    known = set(found)
+    extra = [key for key in by_key if key not in known and by_key[key].score >= floor]
+    if not extra:
+        return found
+    return sorted([*found, *extra], key=lambda key: -by_key[key].score)
 
 
 def _place(

@@ -88,6 +88,24 @@ def test_a_word_only_in_one_pictures_text_finds_that_picture_first(
     assert lines == 3
 
 
+def test_pages_of_a_fused_ranking_follow_each_other_without_gaps_or_repeats(
+    library, tiny_encoder, make_settings, shop_signs
+):
+    settings = make_settings(ocr=True, ocr_budget_seconds=BUDGET)
+    _index(library, tiny_encoder, settings, shop_signs)
+    engine = SearchEngine(library, settings, QueryEmbedder(tiny_encoder))
+    query = "laundry or bakery or pizzeria"
+    whole = [r.id for r in engine.search(SearchQuery(q=query, k=6)).results]
+    paged, offset = [], 0
+    while offset is not None:
+        page = engine.search(SearchQuery(q=query, k=2), offset=offset)
+        paged += [r.id for r in page.results]
+        offset = page.next_offset
+    assert paged == whole and len(set(whole)) == 6
+    names = [Path(r.path).name for r in engine.search(SearchQuery(q=query, k=6)).results]
+    assert set(names[:3]) == {"a.jpg", "b.png", "c.jpg"}  # the three with text come first
+
+
 def test_a_word_shown_during_20_to_25_s_of_a_video_finds_a_moment_covering_that_time(
     library, tiny_encoder, make_settings, tmp_path
 ):
