@@ -256,6 +256,7 @@ FIELD_LABELS = {
     "fps": "Frame rate",
     "indexed_at": "Indexed",
     "size": "File size",
+    "text": "Text in the picture",
 }
 
 
@@ -288,7 +289,22 @@ def detail_fields(item: Mapping[str, Any]) -> dict[str, Any]:
         fields["indexed_at"] = fields["indexed_at"][:16].replace("T", " ")  # to the minute
     if isinstance(fields.get("fps"), float):
         fields["fps"] = f"{fields['fps']:.3g} fps"
+    if text := read_text_summary(item):
+        fields["text"] = text
     return fields
+
+
+def read_text_summary(item: Mapping[str, Any]) -> str:
+    """The text read in an item's units (OCR), each distinct line once, in order, a video's with
+    the time it shows: ``DEPARTURES (0:04.0) · PLATFORM 2 (0:09.0)``; empty when none was read."""
+    seen: dict[str, str] = {}
+    for unit in item.get("units") or []:
+        for line in unit.get("text") or []:
+            text = str(line.get("text") or "").strip()
+            if text and text not in seen:
+                when = line.get("time")
+                seen[text] = f"{text} ({point_time(float(when))})" if when is not None else text
+    return " · ".join(seen.values())
 
 
 def field_label(name: str) -> str:

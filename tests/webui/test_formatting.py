@@ -292,3 +292,22 @@ def test_the_then_box_splits_steps_on_semicolons_and_keeps_at_most_the_apis_four
     assert sequence_steps(" a blue square ; ;a green triangle;") == ["a blue square", "a green triangle"]
     assert sequence_steps("a;b;c;d;e") == ["a", "b", "c", "d"]
     assert sequence_steps("  ") == []
+
+
+def test_the_detail_table_lists_the_text_read_in_an_item_once_per_line_with_video_times():
+    line = {"confidence": 0.9, "box": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+    units = [
+        {"unit_id": 1, "text": [{**line, "text": "DEPARTURES", "time": 4.0}]},
+        {
+            "unit_id": 2,
+            "text": [{**line, "text": "DEPARTURES", "time": 6.0}, {**line, "text": "Gate 2", "time": 9.5}],
+        },
+        {"unit_id": 3, "text": []},
+    ]
+    fields = detail_fields({**ITEM, "kind": "video", "units": units})
+    assert fields["text"] == "DEPARTURES (0:04.0) · Gate 2 (0:09.5)"
+    assert "| Text in the picture | DEPARTURES (0:04.0) · Gate 2 (0:09.5) |" in field_table(
+        {**ITEM, "units": units}
+    )
+    assert "text" not in detail_fields({**ITEM, "units": [{"unit_id": 7, "text": []}]})
+    assert "text" not in detail_fields(ITEM)
