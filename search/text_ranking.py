@@ -10,7 +10,7 @@ result found by its text says where:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,32 +58,73 @@ def fuse_ocr(
     """``results`` (the vector ranking, best first) fused with the OCR ranking of ``query``; a
     result only found by its text gets the cosine of its unit as its ``score``. Without text
     matches, ``results`` come back as they are."""
+    by_key: dict[ResultKey, Result] = {(r.id, r.start): r for r in results}
+    ranked = ocr_ranking(
+        library,
+        index,
+        vector,
+        query,
+        by_key,
+        build,
+        allowed=allowed,
+        skip_items=skip_items,
+        skip_units=skip_units,
+        want=want,
+    )
+    if not ranked:
+        return results
+    return fuse_results(results, by_key, {"ocr": ranked})
+
+
+def fuse_results(
+    results: list[Result], by_key: dict[ResultKey, Result], rankings: Mapping[str, list[ResultKey]]
+) -> list[Result]:
+    """The vector ranking (``results``, best first) fused by reciprocal rank with other rankings of
+    result keys (``(id, start)``; every key in ``by_key``), e.g. ``{"ocr": ..., "keyword": ...}``."""
+    found = [(r.id, r.start) for r in results]
+    fused = reciprocal_rank_fusion({"vector": _vector_ranking(found, by_key), **rankings})
+    return [by_key[key] for key, _ in fused]
+
+
+def ocr_ranking(
+    library: Library,
+    index: VectorIndex,
+    vector: np.ndarray,
+    query: str,
+    by_key: dict[ResultKey, Result],
+    build: BuildResult,
+    *,
+    allowed: np.ndarray | None = None,
+    skip_items: set[int] | frozenset[int] = frozenset(),
+    skip_units: set[int] | frozenset[int] = frozenset(),
+    want: int = 0,
+) -> list[ResultKey]:
+    """The keys of the results whose text matches ``query``, best first. Each hit is placed on the
+    result it belongs to in ``by_key`` (the results so far, by ``(id, start)``), which gets a
+    ``text_matches`` entry; a hit no result covers becomes a new result, added to ``by_key``."""
     with library.Session() as s:
         hits = ocr_text.search(s, query, TEXT_CANDIDATES + want)
     if not hits:
-        return results
+        return []
     ids = np.array([h.unit_id for h in hits], dtype=np.int64)
     keep = ~np.isin(ids, np.fromiter(skip_units, np.int64, len(skip_units))) & np.isin(ids, index.ids())
     if allowed is not None:
         keep &= np.isin(ids, allowed)
     hits = [h for h, ok in zip(hits, keep, strict=True) if ok]
     if not hits:
-        return results
+        return []
     ids = np.array([h.unit_id for h in hits], dtype=np.int64)
     scores = index.vectors(ids).astype(np.float32) @ vector
     rows, assets = reads.read_hits(library, ids, scores, None)
     by_unit = {h.unit_id: h for h in hits}
-    by_key: dict[ResultKey, Result] = {(r.id, r.start): r for r in results}
-    vector_ranking = list(by_key)
     ranked: list[ResultKey] = []
     for row in rows:
         if row.asset_id in skip_items:
             continue
         hit = by_unit[row.unit_id]
-        result = _place(row, hit, assets[row.asset_id], results, build)
+        result = _place(row, hit, assets[row.asset_id], list(by_key.values()), build)
         key = (result.id, result.start)
-        by_key.setdefault(key, result)
-        found = by_key[key]
+        found = by_key.setdefault(key, result)
         if found.start is not None and hit.time is not None and not found.text_matches:
             found.best_time = hit.time  # play a moment found by its text from where the text shows
         found.text_matches.append(
@@ -98,8 +139,7 @@ def fuse_ocr(
         )
         if key not in ranked:
             ranked.append(key)
-    fused = reciprocal_rank_fusion({"vector": _vector_ranking(vector_ranking, by_key), "ocr": ranked})
-    return [by_key[key] for key, _ in fused]
+    return ranked
 
 
 def _vector_ranking(found: list[ResultKey], by_key: dict[ResultKey, Result]) -> list[ResultKey]:
