@@ -146,7 +146,7 @@ def index(
         typer.Option(
             "--ray",
             metavar="auto|local|ADDRESS",
-            help="Read, decode and embed on a Ray cluster (needs glimpse-search[ray]): auto (the "
+            help="Read, decode and embed on a Ray cluster (needs glimpse-search\\[ray]): auto (the "
             "running cluster, else a new local one), local, or the head's HOST:PORT "
             "(env GLIMPSE_RAY_ADDRESS). Every node must see the media under the same paths.",
         ),
@@ -162,7 +162,7 @@ def index(
         typer.Option(
             "--ocr/--no-ocr",
             help="Read the text in images and video frames and make it searchable (needs "
-            "glimpse-search[ocr]; env GLIMPSE_OCR; default off). Turned on later, it reads the "
+            "glimpse-search\\[ocr]; env GLIMPSE_OCR; default off). Turned on later, it reads the "
             "items indexed without it, without embedding them again.",
         ),
     ] = None,
