@@ -99,6 +99,7 @@ class _Engines:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.reading = threading.Lock()
         self.loaded: dict[str | None, Any] = {}
 
     def get(self, models: str | None) -> Any:
@@ -155,7 +156,10 @@ def read_text(image: Image.Image | np.ndarray, config: OcrConfig, time_s: float 
         return OcrResult(error=str(exc), retry=True)
     started = time.perf_counter()  # loading the model (once per process) is not the picture's time
     try:
-        lines, complete = _read(engine, image, config, time.thread_time(), time_s)
+        # RapidOCR keeps per-call state on the engine: the indexer's image and video threads take
+        # turns (each decode worker process has its own engine).
+        with _engines.reading:
+            lines, complete = _read(engine, image, config, time.thread_time(), time_s)
     except Exception as exc:  # noqa: BLE001 - one unreadable picture never stops a run
         return OcrResult(
             error=f"OCR failed: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started
@@ -163,7 +167,7 @@ def read_text(image: Image.Image | np.ndarray, config: OcrConfig, time_s: float 
     seconds = time.perf_counter() - started
     warning = None
     if not complete:
-        warning = f"OCR stopped at its budget of {config.budget_seconds:g}s, kept {len(lines)} lines"
+        warning = f"OCR stopped at its budget of {config.budget_seconds:g}s of CPU, kept {len(lines)} lines"
         if not lines:
             return OcrResult(error=warning, seconds=seconds)
     return OcrResult(lines, seconds, warning=warning)
