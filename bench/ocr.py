@@ -213,7 +213,7 @@ def main() -> None:
         "catalogue, 1-3 MP": make_set("catalogue", args.catalogue, (1.0, 3.0)),
         "camera, 8-12 MP": make_set("camera", args.photos, (8.0, 12.0)),
     }
-    encoder = Encoder(args.model, None, "cpu")
+    encoder = Encoder(args.model, "none", "cpu")  # random init: speed does not depend on the weights
     encoder.load()
     cfg = encoder.preprocess_config()
     print(
