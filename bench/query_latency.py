@@ -278,10 +278,11 @@ class Floor:
 
     def __init__(self, data_dir: Path, k: int) -> None:
         from glimpse.core.encoder import Encoder
-        from glimpse.core.index import VectorIndex
+        from glimpse.core.library import Library
+        from glimpse.core.settings import Settings
 
         self.encoder = Encoder(MODEL, None, device="cpu", text_cache_size=0, pack_text=True).load()
-        self.index = VectorIndex.load(data_dir / "index" / "index.faiss")
+        self.index = Library(Settings(data_dir=data_dir)).open_index(repair=False).index
         self.fetch = max(2 * (k + 1), 32)  # what SearchEngine asks FAISS for on a first page
         self.index.search(self.encoder.encode_texts(["warm up"]), self.fetch)
         self.encode_ms: list[float] = []

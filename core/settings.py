@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     ray_actors: int = Field(
         default=0, ge=0, description="embedding actors on the cluster; 0 = one per GPU, or one per node"
     )
+    index: str = Field(
+        default="auto",
+        description="index type: auto (exact up to 100,000 vectors, then IVF-PQ re-ranked exactly), "
+        "flat, ivf, or a FAISS index-factory string such as IVF4096,PQ128x4fs",
+    )
     moments_per_video: int = Field(default=3, ge=1)
 
     host: str = "127.0.0.1"

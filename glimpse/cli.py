@@ -166,6 +166,14 @@ def index(
             "items indexed without it, without embedding them again.",
         ),
     ] = None,
+    index_type: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Index type: auto (exact up to 100,000 vectors, then IVF-PQ re-ranked exactly), flat, "
+            "ivf, or a FAISS index-factory string (env GLIMPSE_INDEX; remembered by the library).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
@@ -173,6 +181,7 @@ def index(
 
     let_idle_openmp_threads_sleep()  # before torch and FAISS load
     from glimpse.core.fsutil import DiskFull
+    from glimpse.core.index import IndexSpecError
     from glimpse.core.library import LibraryBusy
     from glimpse.core.models import ModelLoadError
     from glimpse.indexer.pipeline import Indexer
@@ -187,6 +196,7 @@ def index(
         ray_address=ray,
         ray_actors=ray_actors,
         ocr=ocr,
+        index=index_type,
     )
     targets = list(paths or [])
     if manifest is not None and not targets:
@@ -196,7 +206,13 @@ def index(
     library = open_library(s)
     encoder = library_encoder(s, library, explicit=model is not None or "model" in s.model_fields_set)
     stage: EmbeddingStage | None = None
-    errors: tuple[type[Exception], ...] = (FileNotFoundError, LibraryBusy, ModelLoadError, DiskFull)
+    errors: tuple[type[Exception], ...] = (
+        FileNotFoundError,
+        LibraryBusy,
+        ModelLoadError,
+        DiskFull,
+        IndexSpecError,
+    )
     if s.ray_address:
         # Only now: Ray (and this module's workers) cost seconds to import and are an optional extra.
         from glimpse.indexer.ray_runner import ClusterError, RayEmbedding
@@ -398,6 +414,106 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
             where += f"\n  [italic]{escape(match['label'])}[/]"
         table.add_row(f"{r['score']:.3f}", where)
     out.print(table)
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """What the library holds, and its index: type, size, bytes per vector, measured recall@10."""
+    from glimpse.search.reads import library_stats
+
+    library = open_library(settings())
+    try:
+        body = library_stats(library, library.open_index(repair=False))
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        library.close()
+    if as_json:
+        print(json.dumps(body, indent=2, default=str))
+        return
+    ix = body["index"]
+    out.print(
+        f"[bold]items[/] {body['items']}  [bold]failed[/] {body['failed']}  [bold]units[/] {body['units']}"
+    )
+    out.print(f"[bold]model[/] {body['model']}")
+    recall = ix.get("recall_at_10")
+    out.print(
+        f"[bold]index[/] {escape(str(ix['type']))}, {ix['size']} vectors (base {ix.get('base_size')}, "
+        f"delta {ix.get('delta_size')}, tombstones {ix.get('tombstones')}), version {ix['version']}, "
+        f"{ix.get('bytes_per_vector')} bytes/vector on disk, recall@10 {recall} "
+        f"(text-like {ix.get('recall_text_like_at_10')}), nprobe {ix.get('nprobe')}",
+        highlight=False,
+    )
+
+
+@app.command("import-vectors")
+def import_vectors_command(
+    folder: Annotated[Path, typer.Argument(help="clip-retrieval output: img_emb/ and metadata/.")],
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    kind: Annotated[str, typer.Option(help="image or video: what each row is.")] = "image",
+    chunk: Annotated[int, typer.Option(min=1, help="Rows per transaction (and in memory at once).")] = 50_000,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip paths already in the library (resume a cut import).")
+    ] = False,
+    index_type: Annotated[
+        str | None,
+        typer.Option("--index", help="auto | flat | ivf | FAISS factory string (env GLIMPSE_INDEX)."),
+    ] = None,
+) -> None:
+    """Import precomputed embeddings (img_emb/*.npy + metadata/*.parquet|csv|jsonl), streamed."""
+    from glimpse.core.index import IndexSpecError
+    from glimpse.core.library import LibraryBusy, ModelMismatch
+    from glimpse.core.models import ModelRef
+    from glimpse.indexer.bulk import BulkImportError, import_stream
+    from glimpse.indexer.vector_files import folder_dim, folder_model, model_dim, read_batches
+
+    s = settings(model=model, pretrained=pretrained, index=index_type)
+    library = open_library(s)
+    try:
+        recorded, recorded_dim = folder_model(folder)
+        explicit = model is not None or "model" in s.model_fields_set
+        ref = ModelRef(s.model, s.pretrained) if explicit else (recorded or library.library_model())
+        if ref is None:
+            ref = ModelRef(s.model, s.pretrained)
+        dim = folder_dim(folder)
+        if recorded is not None and (recorded.name, recorded.pretrained) != (ref.name, ref.pretrained):
+            raise BulkImportError(f"{folder} holds vectors of {recorded.label}, not {ref.label}")
+        library.check_model(ref)
+        info = library.model_info()
+        expected = info.dim if info is not None else (recorded_dim or model_dim(ref.name))
+        if expected is not None and dim != expected:
+            raise BulkImportError(f"{folder} holds {dim}-dimensional vectors; {ref.label} makes {expected}")
+        summary = import_stream(
+            library, ref, read_batches(folder, chunk), kind=kind, skip_existing=skip_existing
+        )
+    except (BulkImportError, IndexSpecError, ModelMismatch, LibraryBusy, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    finally:
+        library.close()
+    out.print(
+        f"[bold]imported[/] {summary.items} items ({summary.skipped} already there), "
+        f"index holds {summary.index_size}, {summary.seconds:.1f}s"
+    )
+
+
+@app.command("export-vectors")
+def export_vectors_command(
+    folder: Annotated[Path, typer.Argument(help="New folder to write img_emb/ and metadata/ into.")],
+    part_rows: Annotated[int, typer.Option(min=1, help="Rows per img_emb_<n>.npy part.")] = 1_000_000,
+) -> None:
+    """Export the library's vectors and fields in clip-retrieval's layout (plus glimpse.json)."""
+    from glimpse.indexer.bulk import BulkImportError
+    from glimpse.indexer.vector_files import export_vectors
+
+    library = open_library(settings())
+    try:
+        rows = export_vectors(library, folder, part_rows)
+    except BulkImportError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        library.close()
+    out.print(f"[bold]exported[/] {rows} vectors to {escape(str(folder))}")
 
 
 @app.command()

@@ -9,14 +9,14 @@ transaction, then the FAISS index rebuilt from the shards.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,16 @@ class BulkSummary:
     units: int
     index_size: int
     seconds: float
+    skipped: int = 0
+
+
+@dataclass
+class Batch:
+    """One chunk of a streamed import: paths, their (n, D) vectors, optional catalogue fields."""
+
+    paths: Sequence[str]
+    vectors: np.ndarray
+    fields: Sequence[dict[str, Any]] | None = None
 
 
 def import_vectors(
@@ -68,33 +78,84 @@ def import_vectors(
     (``title``, ``price``, ``category``...; anything else goes to ``extra``). Paths must be new to
     the library. Everything is one SQL transaction: it lands whole or not at all.
     """
+    return import_stream(library, model, [Batch(paths, vectors, fields)], kind=kind)
+
+
+def import_stream(
+    library: Library,
+    model: ModelRef,
+    batches: Iterable[Batch],
+    *,
+    kind: str = Kind.IMAGE,
+    skip_existing: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BulkSummary:
+    """Import batches one transaction (and one vector shard) each, then publish the index once.
+
+    Only one batch is in memory at a time, so the size of an import is bounded by disk, not RAM.
+    A crash leaves the batches committed so far (each whole: shard first, SQL commit last, as
+    the indexer does) and the index is published at the next open; run the import again with
+    ``skip_existing`` to add the rest. Without it a path already in the library is refused
+    (BulkImportError), and that batch imports nothing.
+    """
     started = time.monotonic()
-    vectors = _unit_rows(vectors, len(paths))
     if kind not in (Kind.IMAGE, Kind.VIDEO):
         raise BulkImportError(f"kind must be {Kind.IMAGE!r} or {Kind.VIDEO!r}, got {kind!r}")
-    if fields is not None and len(fields) != len(paths):
-        raise BulkImportError(f"{len(fields)} field rows for {len(paths)} paths")
-    if len(set(paths)) != len(paths):
-        raise BulkImportError("paths must be unique")
+    items = units = skipped = 0
     with library.writer_lock():
-        library.bind_model(model, vectors.shape[1])
-        dim = library.model_info().dim  # type: ignore[union-attr]
-        if vectors.shape[1] != dim:
-            raise BulkImportError(
-                f"vectors have {vectors.shape[1]} dimensions, the library's model has {dim}"
-            )
-        store = library.vector_store()
-        try:
-            with library.Session.begin() as s:
-                asset_ids = _insert_assets(s, paths, kind, fields)
-                unit_ids = _insert_units(s, asset_ids)
-                # Shard before the SQL commit: a crash in between leaves orphan vectors, never
-                # units without vectors (the same order the indexer keeps).
-                store.append(unit_ids, vectors)
-        except IntegrityError:
-            raise BulkImportError("some paths are already in the library; nothing was imported") from None
-        snapshot = library.rebuild_index()
-    return BulkSummary(len(paths), len(unit_ids), len(snapshot.index), time.monotonic() - started)
+        for batch in batches:
+            paths, fields = list(batch.paths), batch.fields
+            vectors = _unit_rows(batch.vectors, len(paths))
+            if fields is not None and len(fields) != len(paths):
+                raise BulkImportError(f"{len(fields)} field rows for {len(paths)} paths")
+            if len(set(paths)) != len(paths):
+                raise BulkImportError("paths must be unique")
+            if not paths:
+                continue
+            library.bind_model(model, vectors.shape[1])
+            dim = library.model_info().dim  # type: ignore[union-attr]
+            if vectors.shape[1] != dim:
+                raise BulkImportError(
+                    f"vectors have {vectors.shape[1]} dimensions, the library's model "
+                    f"({model.label}) has {dim}; nothing more was imported"
+                )
+            store = library.vector_store()
+            try:
+                with library.Session.begin() as s:
+                    if skip_existing:
+                        keep = _new_rows(s, paths)
+                        skipped += len(paths) - len(keep)
+                        paths = [paths[i] for i in keep]
+                        vectors = vectors[keep]
+                        fields = [fields[i] for i in keep] if fields is not None else None
+                    if not paths:
+                        continue
+                    asset_ids = _insert_assets(s, paths, kind, fields)
+                    unit_ids = _insert_units(s, asset_ids)
+                    # Shard before the SQL commit: a crash in between leaves orphan vectors, never
+                    # units without vectors (the same order the indexer keeps).
+                    store.append(unit_ids, vectors)
+            except IntegrityError:
+                raise BulkImportError(
+                    "some paths are already in the library; nothing from this batch was imported"
+                    + (f" ({items} items of earlier batches were; --skip-existing resumes)" if items else "")
+                ) from None
+            items += len(paths)
+            units += len(unit_ids)
+            if progress is not None:
+                progress(len(paths))
+        snapshot = library.rebuild_index() if library.model_info() is not None else None
+    size = len(snapshot.index) if snapshot is not None else 0
+    return BulkSummary(items, units, size, time.monotonic() - started, skipped)
+
+
+def _new_rows(s: Session, paths: list[str]) -> list[int]:
+    """Positions of the ``paths`` not yet in the catalogue."""
+    known: set[str] = set()
+    for start in range(0, len(paths), 500):
+        chunk = paths[start : start + 500]
+        known.update(s.scalars(select(Asset.path).where(Asset.path.in_(chunk))))
+    return [i for i, p in enumerate(paths) if p not in known]
 
 
 def _unit_rows(vectors: np.ndarray, n: int) -> np.ndarray:

@@ -152,7 +152,7 @@ class SearchEngine:
     def _stored_vector(self, unit_ids: np.ndarray) -> np.ndarray:
         """The mean of stored unit vectors, as a unit vector (an item: a video's mean segment)."""
         index = self.snapshot.index
-        present = np.intersect1d(unit_ids, index.ids())
+        present = np.unique(unit_ids[index.contains(unit_ids)])
         if not len(present):
             raise reads.ItemNotFound("the example is not in the index yet (it was indexed moments ago?)")
         vec = index.vectors(present).mean(axis=0)

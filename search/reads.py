@@ -199,7 +199,7 @@ def library_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
         "model": None
         if info is None
         else {"name": info.model_name, "pretrained": info.pretrained, "dim": info.dim},
-        "index": {"type": "flat-ip (exact)", "size": len(snapshot.index), "version": snapshot.version},
+        "index": index_stats(library, snapshot),
         "facets": {"categories": categories, "price": {"min": price[0], "max": price[1]}},
         "last_run": None
         if last is None
@@ -212,4 +212,27 @@ def library_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
             "removed": last.removed,
             "failed": last.failed,
         },
+    }
+
+
+def index_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
+    """The served index: type, sizes, bytes per vector on disk, and its measured recall@10."""
+    index, info = snapshot.index, snapshot.index.info
+    bpv = index.bytes_per_vector(library.index_path)
+    return {
+        "type": "flat-ip (exact)" if info.exact else f"{info.factory} (approximate, re-ranked exactly)",
+        "factory": info.factory,
+        "exact": info.exact,
+        "size": len(index),
+        "version": snapshot.version,
+        "base_size": len(index.base_ids),
+        "delta_size": index.delta_size,
+        "tombstones": index.tombstones,
+        "nprobe": info.nprobe,
+        "k_factor": info.k_factor,
+        "recall_at_10": None if info.recall_at_10 is None else round(info.recall_at_10, 4),
+        "recall_text_like_at_10": None if info.recall_text_like is None else round(info.recall_text_like, 4),
+        "recall_queries": info.recall_queries,
+        "bytes_per_vector": None if bpv is None else round(bpv, 1),
+        "vector_bytes_per_vector": 2 * index.dim,  # the float16 rows re-ranking reads
     }

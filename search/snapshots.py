@@ -45,8 +45,12 @@ class IndexHolder:
             if self.library.index_version() == self._snapshot.version:
                 return False
             # No repair here: the indexer that published this version owns the lock and the
-            # consistency; ids the catalogue does not know are dropped when hits are read.
-            self._snapshot = self.library.open_index(repair=False)
+            # consistency; ids the catalogue does not know are dropped when hits are read. The
+            # base is reused when the new version kept it: only its delta rows are read.
+            try:
+                self._snapshot = self.library.open_index(repair=False, previous=self._snapshot)
+            except (RuntimeError, OSError, ValueError, KeyError):
+                return False  # caught mid-publish (a file replaced meanwhile): the next check retries
             return True
 
     def background(self) -> np.ndarray:

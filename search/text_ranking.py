@@ -107,7 +107,7 @@ def ocr_ranking(
     if not hits:
         return []
     ids = np.array([h.unit_id for h in hits], dtype=np.int64)
-    keep = ~np.isin(ids, np.fromiter(skip_units, np.int64, len(skip_units))) & np.isin(ids, index.ids())
+    keep = ~np.isin(ids, np.fromiter(skip_units, np.int64, len(skip_units))) & index.contains(ids)
     if allowed is not None:
         keep &= np.isin(ids, allowed)
     hits = [h for h, ok in zip(hits, keep, strict=True) if ok]

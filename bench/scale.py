@@ -1,0 +1,349 @@
+"""Scale: a big library (clustered 512-d vectors) searched, grown and served, each figure beside its
+baseline measured in the same run.
+
+    .venv/bin/python bench/scale.py --n 1000000 --dir /tmp/glimpse-scale-1m [--http]
+
+- the library is bulk-imported (``glimpse.indexer.bulk.import_stream``, 100k rows a batch) from
+  clustered synthetic data: 2,000 centres, each vector ~0.7 cosine from its centre (real CLIP
+  embeddings cluster; uniform noise has no neighbours worth finding). Reused when ``--dir``
+  already holds ``--n`` vectors;
+- recall@10 of the served index against exact search, on fresh image-like queries and on
+  text-like ones (shifted along a fixed "modality gap" direction, best match cosine ~0.3);
+  baseline: exact search (recall 1 by definition; its latency below);
+- search p50/p99 in process (one query at a time, k=10, as the engine asks); baseline: an exact
+  ``IndexFlatIP`` over the same vectors (the index Glimpse used before at every size; over the
+  first 1M vectors when --n is larger, to stay in memory);
+- filtered search: allowed sets of growing size, exact scoring vs the index with an id selector:
+  where the switch point ``EXACT_FILTER_MAX`` comes from;
+- adding 1,000 vectors (a separate process: time and peak RSS) to the big library ÷ the same into
+  an empty library;
+- with ``--http``: the API's resident memory (baseline: the API over the 1,000-vector library),
+  HTTP p50 of text queries ÷ (text encoding + search in process), and how long a version
+  published by the add takes to show in ``/v1/stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DIM = 512
+MODEL = "ViT-B-32"  # the architecture of the default model; random init (no download)
+CENTRES = 2000
+BATCH = 100_000
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def centres() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(CENTRES, DIM)).astype(np.float32)
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    """``n`` unit vectors around the fixed centres (cosine ~0.7 to their centre)."""
+    rng = np.random.default_rng(seed)
+    c = centres()
+    return _unit(c[rng.integers(0, CENTRES, n)] + rng.normal(size=(n, DIM)).astype(np.float32))
+
+
+def text_like(image: np.ndarray, seed: int = 5) -> np.ndarray:
+    """Queries shifted off the image vectors as CLIP's text vectors are (see core/index.py)."""
+    rng = np.random.default_rng(seed)
+    gap = rng.normal(size=DIM)
+    gap /= np.linalg.norm(gap)
+    noise = _unit(rng.normal(size=image.shape))
+    return _unit(0.3 * image + 0.8 * gap + 0.5 * noise)
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+# -- building ----------------------------------------------------------------------------------
+def build(data_dir: Path, n: int, setting: str) -> float:
+    from glimpse.core.library import Library
+    from glimpse.core.models import ModelRef
+    from glimpse.core.settings import Settings
+    from glimpse.indexer.bulk import Batch, import_stream
+
+    library = Library(Settings(data_dir=data_dir, index=setting))
+    try:
+        if library.model_info() is not None:
+            have = len(library.live_unit_ids())
+            if have == n:
+                print(f"reusing {data_dir} ({n:,} vectors)", flush=True)
+                return float("nan")
+            raise SystemExit(f"{data_dir} holds {have:,} vectors, not {n:,}: pick another --dir")
+
+        def batches():
+            for start in range(0, n, BATCH):
+                m = min(BATCH, n - start)
+                yield Batch(
+                    [f"/bench/item-{i:09d}.jpg" for i in range(start, start + m)],
+                    clustered(m, seed=1000 + start // BATCH),
+                    [
+                        {"category": f"category-{i % 100}", "price": float(i % 1000)}
+                        for i in range(start, start + m)
+                    ],
+                )
+                print(f"  imported {start + m:,}", flush=True)
+
+        started = time.monotonic()
+        import_stream(library, ModelRef(MODEL, None), batches())
+        return time.monotonic() - started
+    finally:
+        library.close()
+
+
+def add_child(data_dir: Path, start: int, count: int) -> None:
+    """(child process) import ``count`` vectors; prints seconds and this process's peak RSS."""
+    from glimpse.core.library import Library
+    from glimpse.core.models import ModelRef
+    from glimpse.core.settings import Settings
+    from glimpse.indexer.bulk import Batch, import_stream
+
+    library = Library(Settings(data_dir=data_dir))
+    t0 = time.monotonic()
+    paths = [f"/bench/new-{i:09d}.jpg" for i in range(start, start + count)]
+    import_stream(library, ModelRef(MODEL, None), [Batch(paths, clustered(count, seed=start + 7))])
+    seconds = time.monotonic() - t0
+    published = time.time()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mb": peak, "published": published, "version": library.index_version()}
+        )
+    )
+
+
+def add(data_dir: Path, start: int, count: int = 1000) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child-add",
+            str(data_dir),
+            "--start",
+            str(start),
+            "--count",
+            str(count),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- measuring ---------------------------------------------------------------------------------
+def measure_search(data_dir: Path, n: int, queries: int) -> dict[str, object]:
+    import faiss
+
+    from glimpse.core import index as index_module
+    from glimpse.core.index import exact_top_k, recall_at
+    from glimpse.core.library import Library
+    from glimpse.core.settings import Settings
+
+    library = Library(Settings(data_dir=data_dir))
+    snapshot = library.open_index(repair=False)
+    index = snapshot.index
+    store = library.vector_store(clean=False)
+    ids = index.ids()
+    image = clustered(queries, seed=99)
+    text = text_like(clustered(queries, seed=98))
+    t0 = time.monotonic()
+    truth_image = exact_top_k(store, ids, image, 10)
+    truth_text = exact_top_k(store, ids, text, 10)
+    truth_s = time.monotonic() - t0
+    got_image = index.search(image, 10)[1]
+    got_text = index.search(text, 10)[1]
+    result: dict[str, object] = {
+        "index": index.info.as_dict(),
+        "bytes_per_vector": index.bytes_per_vector(library.index_path),
+        "recall_image": recall_at(got_image, truth_image),
+        "recall_text": recall_at(got_text, truth_text),
+        "exact_truth_s": truth_s,
+    }
+    lat = []
+    for q in np.concatenate([image, text]):
+        t = time.perf_counter()
+        index.search(q[None], 10)
+        lat.append((time.perf_counter() - t) * 1000)
+    result["search_ms"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
+    # filtered: exact scoring of the allowed rows vs the index with an id selector
+    rng = np.random.default_rng(3)
+    filt = {}
+    for size in (1_000, 5_000, 20_000, 100_000):
+        if size > len(ids) // 2:
+            break
+        allowed = np.sort(rng.choice(ids, size, replace=False))
+        times = {}
+        for mode, limit in (("exact", 10**12), ("selector", 0)):
+            index_module.EXACT_FILTER_MAX = limit
+            lat = []
+            for q in text[:20]:
+                t = time.perf_counter()
+                index.search(q[None], 10, allowed_ids=allowed)
+                lat.append((time.perf_counter() - t) * 1000)
+            times[mode] = pct(lat, 50)
+        filt[str(size)] = times
+    index_module.EXACT_FILTER_MAX = 20_000
+    result["filtered_p50_ms"] = filt
+    # baseline: exact IndexFlatIP in RAM (what every size used before), on at most 1M vectors
+    m = min(len(ids), 1_000_000)
+    flat = faiss.IndexFlatIP(DIM)
+    for _block_ids, block in store.iter_rows(ids[:m]):
+        flat.add(block)
+    lat = []
+    for q in text[:30]:
+        t = time.perf_counter()
+        flat.search(q[None], 10)
+        lat.append((time.perf_counter() - t) * 1000)
+    result["flat_baseline"] = {
+        "vectors": m,
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "ram_mb": m * DIM * 4 / 2**20,
+    }
+    del flat
+    library.close()
+    return result
+
+
+def measure_http(big: Path, small: Path, start: int) -> dict[str, object]:
+    import httpx
+    from query_latency import free_port, start_server, stop_server, wait_ready
+
+    from glimpse.core.encoder import Encoder
+    from glimpse.core.library import Library
+    from glimpse.core.settings import Settings
+
+    out: dict[str, object] = {}
+    texts = [f"a photo number {i} of a thing in a place" for i in range(60)]
+    for name, folder in (("small", small), ("big", big)):
+        port = free_port()
+        proc = start_server(folder, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc)
+            with httpx.Client(timeout=60) as c:
+                c.post(f"{url}/v1/search", json={"q": "warm up", "k": 10}).raise_for_status()
+                lat = []
+                for q in texts:
+                    t = time.perf_counter()
+                    c.post(f"{url}/v1/search", json={"q": q, "k": 10}).raise_for_status()
+                    lat.append((time.perf_counter() - t) * 1000)
+                out[name] = {
+                    "http_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99)},
+                    "rss_mb": rss_mb(proc.pid),
+                }
+                if name == "big":
+                    out["stats_index"] = c.get(f"{url}/v1/stats").json()["index"]
+                    before = c.get(f"{url}/v1/stats").json()["index"]["version"]
+                    added = add(folder, start)
+                    while True:
+                        version = c.get(f"{url}/v1/stats").json()["index"]["version"]
+                        if version != before:
+                            break
+                        time.sleep(0.05)
+                    out["version_visible_s"] = time.time() - added["published"]
+                    out["add_1000_big"] = added
+                    out["rss_after_add_mb"] = rss_mb(proc.pid)
+        finally:
+            stop_server(proc)
+    # in process: text encoding + search of the same queries (the floor HTTP is compared with)
+    encoder = Encoder(MODEL, None, device="cpu", text_cache_size=0, pack_text=True).load()
+    encoder.encode_texts(["warm up"])
+    library = Library(Settings(data_dir=big))
+    index = library.open_index(repair=False).index
+    lat = []
+    for q in texts:
+        t = time.perf_counter()
+        index.search(encoder.encode_texts([q + " again"]), 10)
+        lat.append((time.perf_counter() - t) * 1000)
+    out["encode_search_ms"] = {"p50": pct(lat, 50), "p99": pct(lat, 99)}
+    library.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the big library")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/glimpse-scale"), help="where the libraries live")
+    ap.add_argument("--index", default="auto", help="index setting for the big library (GLIMPSE_INDEX)")
+    ap.add_argument("--queries", type=int, default=100, help="queries of each kind")
+    ap.add_argument("--http", action="store_true", help="also measure the API over HTTP")
+    ap.add_argument("--child-add", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=1000, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_add:
+        add_child(args.child_add, args.start, args.count)
+        return
+    big, small = args.dir / f"big-{args.n}", args.dir / "small"
+    print(f"building {args.n:,} clustered {DIM}-d vectors into {big} ...", flush=True)
+    build_s = build(big, args.n, args.index)
+    print(f"build: {build_s:.0f} s", flush=True)
+    res = measure_search(big, args.n, args.queries)
+    print(json.dumps(res, indent=2), flush=True)
+    shutil.rmtree(small, ignore_errors=True)
+    empty = add(small, 0)
+    start = int(time.time()) % 10**8 * 10  # fresh paths on every run
+    big_add = add(big, start) if not args.http else None
+    http = measure_http(big, small, start) if args.http else None
+    if big_add is None:
+        big_add = http["add_1000_big"]  # type: ignore[index]
+    report = {
+        "n": args.n,
+        "build_s": build_s,
+        "search": res,
+        "add_1000_empty": empty,
+        "add_1000_big": big_add,
+        "http": http,
+    }
+    (args.dir / f"scale-{args.n}.json").write_text(json.dumps(report, indent=2, default=str))
+    idx = res["index"]
+    assert isinstance(idx, dict)
+    print(
+        f"""
+== scale, {args.n:,} vectors of {DIM} d ({os.cpu_count()} CPUs) ==
+index: {idx["factory"]}  nprobe {idx["nprobe"]}  k_factor {idx["k_factor"]}  {res["bytes_per_vector"]:.1f} bytes/vector on disk
+recall@10 image-like {res["recall_image"]:.3f}  text-like {res["recall_text"]:.3f}   (baseline exact: 1.000)
+search in process p50 {res["search_ms"]["p50"]:.2f} ms  p99 {res["search_ms"]["p99"]:.2f} ms   (baseline exact flat over {res["flat_baseline"]["vectors"]:,}: p50 {res["flat_baseline"]["p50"]:.1f} ms, {res["flat_baseline"]["ram_mb"]:.0f} MB RAM)
+filtered p50 ms by allowed-set size (exact / selector): {res["filtered_p50_ms"]}
+add 1,000: {empty["seconds"]:.2f} s, {empty["peak_mb"]:.0f} MB peak into an empty library
+""",
+        flush=True,
+    )
+    print(
+        f"add 1,000 to the big library: {big_add['seconds']:.2f} s ({big_add['seconds'] / empty['seconds']:.2f}x), "
+        f"{big_add['peak_mb']:.0f} MB peak ({big_add['peak_mb'] / empty['peak_mb']:.2f}x)"
+    )
+    if http is not None:
+        print(json.dumps(http, indent=2))
+
+
+if __name__ == "__main__":
+    main()

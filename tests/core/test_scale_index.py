@@ -1,0 +1,203 @@
+"""Index chosen by size, approximate search re-ranked exactly, and work that grows with the change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tiny_settings
+from glimpse.core import index as index_module
+from glimpse.core.index import IndexSpecError, VectorIndex, choose_factory, exact_top_k, recall_at
+from glimpse.core.library import Library
+from glimpse.core.models import ModelRef
+from glimpse.indexer.bulk import import_vectors
+
+TINY = ModelRef("glimpse-tiny", None)
+DIM = 128  # glimpse-tiny's
+
+
+def clustered(n: int, seed: int = 0, dim: int = DIM, clusters: int = 40) -> np.ndarray:
+    """Unit vectors around a few centres: structure like real embeddings, unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, n)] + rng.normal(scale=0.6, size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def make_library(tmp_path, database_url):
+    made: list[Library] = []
+
+    def make(**overrides) -> Library:
+        lib = Library(tiny_settings(tmp_path / "lib", database_url, **overrides))
+        made.append(lib)
+        return lib
+
+    yield make
+    for lib in made:
+        lib.close()
+
+
+def _import(lib: Library, start: int, vectors: np.ndarray) -> None:
+    import_vectors(lib, TINY, [f"/x/{i}.jpg" for i in range(start, start + len(vectors))], vectors)
+
+
+def test_the_index_type_follows_the_size_and_the_setting():
+    assert choose_factory(1000, 512) == "Flat"
+    assert choose_factory(index_module.AUTO_FLAT_MAX + 1, 512).startswith("IVF")
+    # autofaiss's rule: the power of two nearest 4*sqrt(N) lists; D/4 4-bit sub-quantisers
+    assert choose_factory(1_000_000, 512) == "IVF4096,PQ128x4fs"
+    assert choose_factory(5_000_000, 512) == "IVF8192,PQ128x4fs"
+    assert choose_factory(1_000_000, 512, "flat") == "Flat"
+    assert choose_factory(10, 512, "IVF1,SQ8") == "IVF1,SQ8"
+    with pytest.raises(IndexSpecError, match="cannot build index 'IVF,nonsense'"):
+        choose_factory(10, 512, "IVF,nonsense")
+
+
+def test_an_approximate_index_reaches_the_recall_target_and_scores_exactly(make_library):
+    lib = make_library(index="ivf")
+    vectors = clustered(4000)
+    _import(lib, 0, vectors)
+    snapshot = lib.open_index()
+    index = snapshot.index
+    assert index.info.factory.startswith("IVF") and not index.info.exact
+    assert index.info.recall_at_10 >= index_module.RECALL_TARGET
+    assert index.info.recall_text_like >= index_module.RECALL_TARGET
+    # an independent check with fresh queries: what the tuned depth finds, against brute force
+    store = lib.vector_store(clean=False)
+    ids = lib.live_unit_ids()
+    queries = clustered(50, seed=9)
+    scores, got = index.search(queries, 10)
+    assert recall_at(got, exact_top_k(store, ids, queries, 10)) >= 0.9
+    # scores are exact inner products with the stored float16 vectors, not the codes' estimates
+    np.testing.assert_allclose(scores[0], index.vectors(got[0]) @ queries[0], rtol=1e-5, atol=1e-5)
+
+
+def test_adding_a_few_units_publishes_a_delta_and_keeps_the_base(make_library):
+    lib = make_library(index="ivf")
+    _import(lib, 0, clustered(3000))
+    base_file = lib.index_path
+    base_written = base_file.stat().st_mtime_ns
+    first = lib.open_index()
+    new = clustered(20, seed=5)
+    _import(lib, 3000, new)
+    assert lib.index_path == base_file and base_file.stat().st_mtime_ns == base_written  # not rewritten
+    state = lib.index_state()
+    assert state["delta"] and np.load(base_file.parent / state["delta"]).size == 20
+    second = lib.open_index(repair=False, previous=first)
+    assert second.index._base is first.index._base  # the reader did not read the base again
+    assert np.array_equal(second.index.ids(), lib.live_unit_ids())
+    _, got = second.index.search(new[:3], 1)
+    assert got[:, 0].tolist() == lib.live_unit_ids()[-20:][:3].tolist()  # the new units are found exactly
+
+
+def test_removed_units_become_tombstones_and_are_never_returned(make_library):
+    lib = make_library()
+    vectors = clustered(400)
+    _import(lib, 0, vectors)
+    from glimpse.indexer.writer import CatalogueWriter, IndexSummary
+
+    live = lib.live_unit_ids()
+    with lib.Session() as s:
+        from sqlalchemy import select
+
+        from glimpse.core.catalogue import Unit
+
+        asset_ids = list(s.scalars(select(Unit.asset_id).where(Unit.id.in_(live[:10].tolist()))))
+    with lib.writer_lock():
+        CatalogueWriter(lib, IndexSummary(), 0.95).remove(asset_ids)
+        lib.rebuild_index()
+    state = lib.index_state()
+    assert state["hidden"] and state["delta"] is None  # 10 of 400: below the merge fraction
+    index = lib.open_index().index
+    assert np.array_equal(index.ids(), lib.live_unit_ids())
+    _, got = index.search(vectors[:10], 5)
+    assert not np.isin(got, live[:10]).any()
+
+
+def test_a_delta_past_the_merge_fraction_is_merged_into_the_base(make_library):
+    lib = make_library(index="ivf")
+    _import(lib, 0, clustered(2000))
+    first_base = lib.index_state()["base"]
+    _import(lib, 2000, clustered(int(2000 * index_module.MERGE_FRACTION) + 50, seed=3))
+    state = lib.index_state()
+    assert state["delta"] is None and state["base"]["name"] != first_base["name"]
+    assert state["base"]["trained_n"] == first_base["trained_n"]  # merged, not trained again
+    assert np.array_equal(lib.open_index().index.ids(), lib.live_unit_ids())
+
+
+@pytest.mark.parametrize("allowed_count", [30, 3000])
+def test_filtered_search_returns_k_allowed_hits_exact_or_through_the_index(
+    make_library, monkeypatch, allowed_count
+):
+    monkeypatch.setattr(index_module, "EXACT_FILTER_MAX", 1000)  # 30: scored exactly; 3000: selector
+    lib = make_library(index="ivf")
+    vectors = clustered(4000)
+    _import(lib, 0, vectors)
+    index = lib.open_index().index
+    ids = lib.live_unit_ids()
+    allowed = np.sort(np.random.default_rng(1).choice(ids, allowed_count, replace=False))
+    queries = clustered(5, seed=7)
+    _, got = index.search(queries, 10, allowed_ids=allowed)
+    assert got.shape == (5, 10) and np.isin(got, allowed).all()
+    truth = exact_top_k(lib.vector_store(clean=False), allowed, queries, 10)
+    assert recall_at(got, truth) >= 0.9
+
+
+def test_a_flat_index_built_in_memory_still_saves_and_loads(tmp_path):
+    vectors = clustered(50)
+    index = VectorIndex.build(np.arange(50) * 3, vectors, DIM)
+    index.save(tmp_path / "i.faiss")
+    loaded = VectorIndex.load(tmp_path / "i.faiss")
+    assert loaded.ids().tolist() == (np.arange(50) * 3).tolist()
+    assert loaded.search(vectors[:1], 1)[1][0, 0] == 0
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs (not even `except Exception`)."""
+
+
+@pytest.mark.parametrize("setting", ["auto", "ivf"])
+def test_a_crash_at_any_rename_of_an_import_leaves_a_library_whose_index_equals_the_catalogue(
+    make_library, monkeypatch, setting
+):
+    import os
+
+    lib = make_library(index=setting)
+    _import(lib, 0, clustered(600))
+    real_replace, real_rename = os.replace, os.rename
+    start = 600
+    for crash_at in range(1, 30):
+        calls = 0
+
+        def counting(real, at=crash_at):
+            def call(*args, **kwargs):
+                nonlocal calls
+                calls += 1
+                if calls == at:
+                    raise Crash
+                return real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(os, "replace", counting(real_replace))
+        monkeypatch.setattr(os, "rename", counting(real_rename))
+        # big enough to pass the merge fraction every other time: both publish paths get cut
+        n = 80 if crash_at % 2 else 10
+        try:
+            _import(lib, start, clustered(n, seed=crash_at))
+            finished = True
+        except Crash:
+            finished = False
+        finally:
+            monkeypatch.setattr(os, "replace", real_replace)
+            monkeypatch.setattr(os, "rename", real_rename)
+        start += n
+        lib.close()
+        lib = make_library(index=setting)  # a new process opening the library
+        snapshot = lib.open_index()
+        assert np.array_equal(snapshot.index.ids(), lib.live_unit_ids()), f"crash at rename {crash_at}"
+        if finished:
+            break
+    else:
+        pytest.fail("the import never ran to its end")
