@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@echo "==> installing PyTorch: $(TORCH) (the first time: a large download unless cached)"
 	$(PIP) install $(TORCH)
 	@echo "==> installing Glimpse and its dependencies"
-	$(PIP) install -e '.[dev,postgres,ray]'
+	$(PIP) install -e '.[dev,postgres,ray,ocr]'
 	touch $@
 	@echo "==> installed into $(VENV)"
 
@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/index_images.py --ray --catalogue 96 --photos 0 --rounds 3
 	$(BIN)/python bench/video_sampling.py
 	$(BIN)/python bench/query_latency.py
+	$(BIN)/python bench/ocr.py
 
 # The long reliability suites (README "Reliability"); CI runs short versions of each in `make test`.
 # They exit non-zero on any failure; a script not in this checkout is named and skipped.

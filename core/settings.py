@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     video_sampling: Literal["fps", "keyframes"] = "fps"
     segment_threshold: float = Field(default=0.95, ge=0, le=1.0)
 
+    # Text in images and video frames (core/ocr.py), read while indexing.
+    ocr: bool = Field(default=False, description="read the text in images and video frames (OCR)")
+    ocr_max_pixels: int = Field(default=500_000, ge=10_000, description="pictures are downscaled to this")
+    ocr_budget_seconds: float = Field(default=3.0, gt=0, description="OCR time per picture")
+    ocr_min_confidence: float = Field(default=0.6, ge=0, le=1.0, description="lines below are noise")
+    ocr_models: str | None = Field(default=None, description="folder of the OCR's ONNX models")
+
     ray_address: str | None = Field(
         default=None,
         description="index on a Ray cluster: auto (the running one, else a new local one), "

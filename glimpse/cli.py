@@ -146,7 +146,7 @@ def index(
         typer.Option(
             "--ray",
             metavar="auto|local|ADDRESS",
-            help="Read, decode and embed on a Ray cluster (needs glimpse-search[ray]): auto (the "
+            help="Read, decode and embed on a Ray cluster (needs glimpse-search\\[ray]): auto (the "
             "running cluster, else a new local one), local, or the head's HOST:PORT "
             "(env GLIMPSE_RAY_ADDRESS). Every node must see the media under the same paths.",
         ),
@@ -155,6 +155,15 @@ def index(
         int | None,
         typer.Option(
             "--ray-actors", min=1, help="Embedding actors on the cluster (default: one per GPU, or per node)."
+        ),
+    ] = None,
+    ocr: Annotated[
+        bool | None,
+        typer.Option(
+            "--ocr/--no-ocr",
+            help="Read the text in images and video frames and make it searchable (needs "
+            "glimpse-search\\[ocr]; env GLIMPSE_OCR; default off). Turned on later, it reads the "
+            "items indexed without it, without embedding them again.",
         ),
     ] = None,
     index_type: Annotated[
@@ -186,6 +195,7 @@ def index(
         video_sampling=video_sampling,
         ray_address=ray,
         ray_actors=ray_actors,
+        ocr=ocr,
         index=index_type,
     )
     targets = list(paths or [])
@@ -404,6 +414,8 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
                 )
                 if r.get("steps"):
                     row["steps"] = r["steps"]
+            if r.get("text_matches"):
+                row["text_matches"] = r["text_matches"]
             shown.append(row)
         print(json.dumps({"results": shown}, indent=2))
         return
@@ -421,6 +433,8 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
             where += f" @ {format_span(r['start'], r['end'])}"
         if r.get("title"):
             where = f"{escape(r['title'])}  [dim]{where}[/]"
+        for match in r.get("text_matches") or []:
+            where += f"\n  [italic]{escape(match['label'])}[/]"
         why = why_matched(r.get("matched") or {})
         if why:
             where += f"\n  [dim]{escape(why)}[/]"

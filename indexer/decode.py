@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from glimpse.core.media import THUMBNAIL_SIZE, ImageDecodeError, decode_image, hash_bytes, make_thumbnail
+from glimpse.core.ocr import OcrConfig, OcrResult, looks_same, read_text, signature
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.vocabulary import Kind
 
@@ -89,16 +90,19 @@ class DecodedImage:
     content_hash: str | None = None
     thumbnail: bytes | None = None
     error: str | None = None
+    ocr: OcrResult | None = None  # the text read in it (with OCR on)
 
 
 def decode_image_file(
-    path: str, cfg: PreprocessConfig, max_pixels: int, normalize: bool = True
+    path: str, cfg: PreprocessConfig, max_pixels: int, normalize: bool = True, ocr: OcrConfig | None = None
 ) -> DecodedImage:
     """Read, hash, decode and preprocess one image; never raises for a bad file.
 
     ``pixels`` is the (3, S, S) float32 model input, or with ``normalize=False`` the (S, S, 3)
     uint8 crop that :meth:`PreprocessConfig.normalize` turns into it (a quarter of the bytes to
-    move between processes or machines)."""
+    move between processes or machines). With ``ocr``, the text in the image is read from the same
+    decode (at up to ``ocr.max_pixels``), boxes in the file's own pixels; an OCR failure is
+    reported in ``ocr.error`` and never fails the image."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -107,7 +111,9 @@ def decode_image_file(
     try:
         if not data:
             raise ImageDecodeError("empty file")
-        img, (width, height) = decode_image(data, max_pixels, draft_size=max(cfg.image_size, THUMBNAIL_SIZE))
+        draft = max(cfg.image_size, THUMBNAIL_SIZE, ocr.max_side if ocr else 0)
+        img, (width, height) = decode_image(data, max_pixels, draft_size=draft)
+        text = read_text(img, ocr).scaled(width / img.width, height / img.height) if ocr else None
         return DecodedImage(
             path,
             pixels=cfg.to_array(img) if normalize else cfg.crop(img),
@@ -115,6 +121,7 @@ def decode_image_file(
             height=height,
             content_hash=digest,
             thumbnail=make_thumbnail(img),
+            ocr=text,
         )
     except ImageDecodeError as exc:
         return DecodedImage(path, content_hash=digest, error=str(exc))
@@ -131,6 +138,7 @@ class VideoFrames:
     pixels: np.ndarray  # (N, 3, S, S) float32 model input, or (N, S, S, 3) uint8 crops
     thumbnails: list[bytes]
     shot_changes: list[bool]
+    ocr: list[OcrResult | None] | None = None  # per frame, with OCR on
 
 
 @dataclass
@@ -154,9 +162,14 @@ def video_frames(
     mode: SamplingMode,
     chunk: int = 16,
     normalize: bool = True,
+    ocr: OcrConfig | None = None,
 ) -> Iterator[VideoFrames | VideoDone]:
     """Sample one video and yield preprocessed chunks, then exactly one :class:`VideoDone`
-    (``normalize`` as for :func:`decode_image_file`)."""
+    (``normalize`` as for :func:`decode_image_file`).
+
+    With ``ocr``, frames are decoded at up to ``ocr.max_side`` pixels and their text is read from
+    the same decode (:class:`FrameReader`: a frame that looks like the one read before it reuses
+    its text, so a still scene is read once)."""
     from glimpse.indexer.scan import content_hash
     from glimpse.indexer.video import VideoDecodeError, probe_video, sample_frames
 
@@ -168,14 +181,14 @@ def video_frames(
         return
     done = VideoDone(path, info.duration, info.fps, info.width, info.height, digest)
     buf: list[SampledFrame] = []
+    reader = FrameReader(ocr, info.width, info.height) if ocr else None
+    side = max(THUMBNAIL_SIZE, cfg.image_size, ocr.max_side if ocr else 0)
     try:
-        for frame in sample_frames(
-            path, fps=fps, max_frames=max_frames, mode=mode, max_side=max(THUMBNAIL_SIZE, cfg.image_size)
-        ):
+        for frame in sample_frames(path, fps=fps, max_frames=max_frames, mode=mode, max_side=side):
             buf.append(frame)
             done.frames += 1
             if len(buf) >= chunk:
-                yield _chunk(path, buf, cfg, normalize)
+                yield _chunk(path, buf, cfg, normalize, reader)
                 buf = []
     except VideoDecodeError as exc:
         if done.frames == 0:
@@ -188,13 +201,40 @@ def video_frames(
     if done.error:
         buf = []
     if buf:
-        yield _chunk(path, buf, cfg, normalize)
+        yield _chunk(path, buf, cfg, normalize, reader)
     if done.frames == 0 and not done.error:
         done.error = "no frames could be decoded"
     yield done
 
 
-def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig, normalize: bool) -> VideoFrames:
+class FrameReader:
+    """Reads the text of a video's sampled frames in time order: a frame that looks the same as the
+    last one read (:func:`~glimpse.core.ocr.looks_same`) and follows no cut reuses its text."""
+
+    def __init__(self, config: OcrConfig, width: int | None, height: int | None) -> None:
+        self.config = config
+        self.size = (width, height)
+        self.last: np.ndarray | None = None
+        self.result: OcrResult | None = None
+
+    def read(self, frame: SampledFrame) -> OcrResult:
+        sig = signature(frame.image)
+        if self.result is None or frame.shot_change or not looks_same(self.last, sig):
+            h, w = frame.image.shape[:2]
+            fx = (self.size[0] or w) / w
+            fy = (self.size[1] or h) / h
+            self.result = read_text(frame.image, self.config, frame.time).scaled(fx, fy)
+            self.last = sig
+        return self.result
+
+
+def _chunk(
+    path: str,
+    frames: list[SampledFrame],
+    cfg: PreprocessConfig,
+    normalize: bool,
+    reader: FrameReader | None = None,
+) -> VideoFrames:
     images = [Image.fromarray(f.image) for f in frames]
     return VideoFrames(
         path,
@@ -202,6 +242,7 @@ def _chunk(path: str, frames: list[SampledFrame], cfg: PreprocessConfig, normali
         pixels=np.stack([cfg.to_array(im) if normalize else cfg.crop(im) for im in images]),
         thumbnails=[make_thumbnail(im) for im in images],
         shot_changes=[bool(getattr(f, "shot_change", False)) for f in frames],
+        ocr=[reader.read(f) for f in frames] if reader else None,
     )
 
 
@@ -219,3 +260,26 @@ def mp_context() -> ForkServerContext | SpawnContext:
     # a script that imports torch costs seconds of CPU taken from the model.
     ctx.set_forkserver_preload(["glimpse.indexer.decode"])
     return ctx
+
+
+def read_image_text(path: str, max_pixels: int, ocr: OcrConfig) -> OcrResult:
+    """The text in an image file that is already indexed (OCR turned on later): decoded for
+    reading only, at up to ``ocr.max_pixels``, boxes in the file's own pixels. Never raises."""
+    try:
+        img, (width, height) = decode_image(Path(path), max_pixels, draft_size=ocr.max_side)
+    except (ImageDecodeError, OSError) as exc:
+        return OcrResult(error=f"cannot read the image: {exc}")
+    return read_text(img, ocr).scaled(width / img.width, height / img.height)
+
+
+def read_video_text(
+    path: str, fps: float, max_frames: int, mode: SamplingMode, ocr: OcrConfig
+) -> Iterator[tuple[float, OcrResult]]:
+    """(time, text) of a video's sampled frames, read as :func:`video_frames` reads them while
+    indexing; for a video indexed with OCR off. Raises VideoDecodeError when it cannot be read."""
+    from glimpse.indexer.video import probe_video, sample_frames
+
+    info = probe_video(path)
+    reader = FrameReader(ocr, info.width, info.height)
+    for frame in sample_frames(path, fps=fps, max_frames=max_frames, mode=mode, max_side=ocr.max_side):
+        yield frame.time, reader.read(frame)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from glimpse.core.ocr import OcrResult
 from glimpse.indexer.decode import DecodedImage, VideoDone, VideoFrames
 from glimpse.indexer.reader import Decoded, Failure, Stop
 from glimpse.indexer.scan import FileEntry
@@ -34,6 +35,7 @@ class Frame:
     pixels: np.ndarray  # (3, S, S) float32, preprocessed
     thumbnail: bytes
     shot_start: bool  # a detected cut comes right before it
+    ocr: OcrResult | None = None  # the text read in it (with OCR on)
 
 
 @dataclass
@@ -88,13 +90,18 @@ class Mapper:
             pending.decoded = True
             if item.error is None and item.pixels is not None and item.thumbnail is not None:
                 pending.awaiting += 1
-                self._batch.append(Frame(item.path, 0.0, item.pixels, item.thumbnail, False))
+                self._batch.append(Frame(item.path, 0.0, item.pixels, item.thumbnail, False, item.ocr))
         elif isinstance(item, VideoFrames):
             pending.awaiting += len(item.times)
             self._batch.extend(
-                Frame(item.path, t, px, thumb, cut)
-                for t, px, thumb, cut in zip(
-                    item.times, item.pixels, item.thumbnails, item.shot_changes, strict=True
+                Frame(item.path, t, px, thumb, cut, text)
+                for t, px, thumb, cut, text in zip(
+                    item.times,
+                    item.pixels,
+                    item.thumbnails,
+                    item.shot_changes,
+                    item.ocr or [None] * len(item.times),
+                    strict=True,
                 )
             )
         elif isinstance(item, VideoDone):
@@ -108,7 +115,7 @@ class Mapper:
         vectors = self.encoder.encode_image_tensors(np.stack([f.pixels for f in self._batch]))
         for frame, vector in zip(self._batch, vectors, strict=True):
             pending = self._pending[frame.path]
-            pending.asset.add(frame.time, vector, frame.thumbnail, frame.shot_start)
+            pending.asset.add(frame.time, vector, frame.thumbnail, frame.shot_start, frame.ocr)
             pending.awaiting -= 1
             self._check_finished(frame.path)
         self._batch.clear()

@@ -24,7 +24,8 @@ from glimpse.core.library import Library
 from glimpse.core.settings import Settings
 from glimpse.core.vocabulary import RunStatus
 from glimpse.indexer.mapper import Mapper
-from glimpse.indexer.reader import Decoded, Failure, Reader, Stop
+from glimpse.indexer.ocr_fill import fill_unread
+from glimpse.indexer.reader import Decoded, Failure, Reader, Stop, ocr_config
 from glimpse.indexer.scan import FileEntry, ScanPlan, plan_scan, walk
 from glimpse.indexer.writer import CatalogueWriter, Deferred, Embedded, IndexSummary
 
@@ -127,6 +128,11 @@ class Indexer:
                 summary.removed = writer.remove(plan.removed_ids)
                 writer.touch(plan.touched)
                 self._embed_all(plan.todo, writer)
+                if ocr := ocr_config(self.settings):  # text for items indexed with OCR off
+                    # The local stage read (or tried) the text of what it embedded; a cluster's did not.
+                    local = isinstance(self.stage, LocalEmbedding)
+                    done = {str(e.path) for e in plan.todo} if local else set()
+                    fill_unread(self.library, self.settings, ocr, roots, summary, self.progress, skip=done)
             except KeyboardInterrupt:
                 self._close(writer, run_id, summary, started, RunStatus.INTERRUPTED)
                 raise

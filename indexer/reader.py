@@ -16,6 +16,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from glimpse.core.ocr import OcrConfig
 from glimpse.core.preprocess import PreprocessConfig
 from glimpse.core.settings import Settings
 from glimpse.core.vocabulary import Kind
@@ -93,7 +94,7 @@ class Reader:
     def _decode_images(self, paths: list[str], cfg: PreprocessConfig) -> None:
         """Decode in worker processes, a bounded window ahead of the model, results in order."""
         window = 4 * self._workers() + self.settings.batch_size
-        args = (cfg, self.settings.max_image_pixels)
+        args = (cfg, self.settings.max_image_pixels, True, ocr_config(self.settings))
         # Starting worker processes costs seconds; a small incremental run decodes in a thread
         # (Pillow releases the GIL while decoding), a big one in processes.
         small = len(paths) <= SMALL_RUN
@@ -126,7 +127,10 @@ class Reader:
         s = self.settings
         try:
             for path in paths:
-                for item in video_frames(path, cfg, s.video_fps, s.video_max_frames, s.video_sampling):
+                frames = video_frames(
+                    path, cfg, s.video_fps, s.video_max_frames, s.video_sampling, ocr=ocr_config(s)
+                )
+                for item in frames:
                     if self.stop.is_set():
                         return
                     put(self.out, item, self.stop)
@@ -136,7 +140,19 @@ class Reader:
             put(self.out, Stop(), self.stop)
 
 
-def _decode_isolated(path: str, args: tuple[PreprocessConfig, int]) -> DecodedImage:
+def ocr_config(settings: Settings) -> OcrConfig | None:
+    """How the decoders read text in pictures, or None with OCR off (``GLIMPSE_OCR``)."""
+    if not settings.ocr:
+        return None
+    return OcrConfig(
+        max_pixels=settings.ocr_max_pixels,
+        budget_seconds=settings.ocr_budget_seconds,
+        min_confidence=settings.ocr_min_confidence,
+        models=settings.ocr_models,
+    )
+
+
+def _decode_isolated(path: str, args: tuple[PreprocessConfig, int, bool, OcrConfig | None]) -> DecodedImage:
     with decode_pool(1) as pool:
         try:
             return pool.submit(decode_image_file, path, *args).result()

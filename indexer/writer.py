@@ -22,10 +22,11 @@ import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from glimpse.core import fulltext
+from glimpse.core import fulltext, ocr_text
 from glimpse.core.catalogue import Asset, IndexRun, Unit, utcnow
 from glimpse.core.fsutil import atomic_write, fsync_dir, printable
 from glimpse.core.library import Library
+from glimpse.core.ocr import OcrResult
 from glimpse.core.vocabulary import Kind, RunStatus, Status
 from glimpse.indexer.decode import DecodedImage, VideoDone
 from glimpse.indexer.scan import FileEntry
@@ -75,12 +76,21 @@ class Embedded:
     vectors: list[np.ndarray] = field(default_factory=list)  # (D,) float32, unit length
     thumbnails: list[bytes] = field(default_factory=list)  # JPEG
     shot_starts: list[bool] = field(default_factory=list)  # a cut comes right before the frame
+    ocr: list[OcrResult | None] = field(default_factory=list)  # the text read in each frame (OCR on)
 
-    def add(self, time: float, vector: np.ndarray, thumbnail: bytes, shot_start: bool) -> None:
+    def add(
+        self,
+        time: float,
+        vector: np.ndarray,
+        thumbnail: bytes,
+        shot_start: bool,
+        ocr: OcrResult | None = None,
+    ) -> None:
         self.times.append(time)
         self.vectors.append(vector)
         self.thumbnails.append(thumbnail)
         self.shot_starts.append(shot_start)
+        self.ocr.append(ocr)
 
     @property
     def error(self) -> str | None:
@@ -109,6 +119,7 @@ class NewUnit:
     vector: np.ndarray
     thumbnail: bytes
     shot_start: bool = False
+    ocr: OcrResult | None = None  # the text read in it; None: not read (OCR off)
 
 
 class CatalogueWriter:
@@ -154,7 +165,10 @@ class CatalogueWriter:
                 summary.indexed += 1
                 if isinstance(embedded.done, VideoDone) and embedded.done.warning:
                     summary.warnings.append((asset.path, embedded.done.warning))
-                for new in self.units_of(embedded):
+                units = self.units_of(embedded)
+                if problem := ocr_text.problem([new.ocr for new in units]):
+                    summary.warnings.append((asset.path, problem))
+                for new in units:
                     unit = Unit(
                         asset=asset,
                         t_start=new.t_start,
@@ -167,6 +181,7 @@ class CatalogueWriter:
             s.flush()
             # The item's text rows follow its fields (kept, or cleared when a file became another).
             fulltext.sync(s, [a.id for a in written])
+            ocr_text.store(s, [(unit.id, new.ocr) for unit, new in stored if new.ocr is not None])
             self._write_thumbnails(stored)
             if stored:
                 store.append(
@@ -195,10 +210,12 @@ class CatalogueWriter:
     def units_of(self, embedded: Embedded) -> list[NewUnit]:
         """An image's one unit, or a video's frames collapsed into segments (indexer/segments.py)."""
         if embedded.entry.kind == Kind.IMAGE:
-            return [NewUnit(None, None, None, embedded.vectors[0], embedded.thumbnails[0])]
+            text = embedded.ocr[0] if embedded.ocr else None
+            return [NewUnit(None, None, None, embedded.vectors[0], embedded.thumbnails[0], ocr=text)]
         order = np.argsort(embedded.times)
         times = [embedded.times[i] for i in order]
         thumbs = [embedded.thumbnails[i] for i in order]
+        texts = [embedded.ocr[i] if embedded.ocr else None for i in order]
         end = embedded.done.duration if isinstance(embedded.done, VideoDone) else None
         segments = collapse_segments(
             times,
@@ -215,6 +232,7 @@ class CatalogueWriter:
                 seg.vector,
                 thumbs[times.index(seg.t_best)],
                 seg.shot_start,
+                ocr_text.merge_frames([texts[i] for i in seg.member_indices]),
             )
             for seg in segments
         ]

@@ -36,6 +36,7 @@ from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, Sea
 from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.relevance import RELEVANT, Calibration
 from glimpse.search.snapshots import IndexHolder
+from glimpse.search.text_ranking import fuse_ocr
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -96,6 +97,7 @@ class Result:
     relevance: float | None = None  # calibrated 0..1 (search/relevance.py); None: not measured
     matched: dict[str, Any] = field(default_factory=dict)  # ranking name -> where it found this
     indexed_at: datetime | None = None  # for sort=newest
+    text_matches: list[dict[str, Any]] = field(default_factory=list)  # where its text was found (OCR)
 
 
 @dataclass
@@ -417,11 +419,40 @@ class SearchEngine:
                 and round(float(scores[0][-1]), SCORE_DECIMALS) < min_score
             )
             if len(results) >= want or exhausted:
+                results = self._fuse_rankings(q, vector, results, allowed, skip_items, skip_units, want)
                 if calibration is not None:
                     for r in results:
-                        r.relevance = round(calibration.relevance(r.score), 4)
+                        # Words read in the picture are as good a sign as words in its title.
+                        r.relevance = 1.0 if r.text_matches else round(calibration.relevance(r.score), 4)
                 return results, len(results) >= want
             fetch = min(available, fetch * 2)
+
+    def _fuse_rankings(
+        self,
+        q: SearchQuery,
+        vector: np.ndarray,
+        results: list[Result],
+        allowed: np.ndarray | None,
+        skip_items: set[int],
+        skip_units: set[int],
+        want: int,
+    ) -> list[Result]:
+        """A text query's vector ranking fused (RRF, search/fusion.py) with the other rankings of its
+        words: the text read in pictures (search/text_ranking.py)."""
+        if not (q.q and q.q.strip()):
+            return results
+        return fuse_ocr(
+            self.library,
+            self.snapshot.index,
+            vector,
+            q.q,
+            results,
+            _result,
+            allowed=allowed,
+            skip_items=skip_items,
+            skip_units=skip_units,
+            want=want,
+        )
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
         """The unit ids the filters allow, or None when nothing is filtered."""

@@ -135,6 +135,7 @@ class Hit:
     steps: tuple[tuple[float, float], ...] = ()
     relevance: float | None = None  # calibrated 0..1 (0.5: the relevance cutoff)
     matched: dict[str, Any] = field(default_factory=dict)  # which rankings found it, and where
+    text_matches: list[dict[str, Any]] = field(default_factory=list)  # where its text was found (OCR)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Hit:
@@ -154,6 +155,7 @@ class Hit:
             steps=tuple((float(s["start"]), float(s["end"])) for s in data.get("steps") or ()),
             relevance=data.get("relevance"),
             matched=dict(data.get("matched") or {}),
+            text_matches=list(data.get("text_matches") or []),
         )
 
     @property

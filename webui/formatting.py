@@ -246,11 +246,22 @@ def card_html(hit: Hit) -> str:
     why = why_matched(hit)
     if why:
         lines.append(f'<div class="glimpse-why">{_marked(why)}</div>')
+    lines += [text_match_html(match) for match in hit.text_matches[:2]]
     score = f"score {hit.score:.3f}"
     if hit.relevance is not None:
         score += f" · relevance {hit.relevance:.2f}"
     lines.append(f'<div class="glimpse-score">{score}</div>')
     return "\n".join(lines)
+
+
+def text_match_html(match: Mapping[str, Any]) -> str:
+    """Where the query's words were found in the picture: ``OCR: “…OPEN 24 HOURS…” at 0:20``, the
+    matched words marked (the API's snippet has them between ``**``)."""
+    parts = html.escape(str(match.get("snippet") or match.get("text") or "")).split("**")
+    snippet = "".join(f"<mark>{p}</mark>" if i % 2 else p for i, p in enumerate(parts))
+    when = match.get("time")
+    at = f" at {point_time(float(when))}" if when is not None else ""
+    return f'<div class="glimpse-text">OCR: “{snippet}”{at}</div>'
 
 
 # -- the detail table -----------------------------------------------------------------------
@@ -280,6 +291,7 @@ FIELD_LABELS = {
     "fps": "Frame rate",
     "indexed_at": "Indexed",
     "size": "File size",
+    "text": "Text in the picture",
 }
 
 
@@ -312,7 +324,22 @@ def detail_fields(item: Mapping[str, Any]) -> dict[str, Any]:
         fields["indexed_at"] = fields["indexed_at"][:16].replace("T", " ")  # to the minute
     if isinstance(fields.get("fps"), float):
         fields["fps"] = f"{fields['fps']:.3g} fps"
+    if text := read_text_summary(item):
+        fields["text"] = text
     return fields
+
+
+def read_text_summary(item: Mapping[str, Any]) -> str:
+    """The text read in an item's units (OCR), each distinct line once, in order, a video's with
+    the time it shows: ``DEPARTURES (0:04.0) · PLATFORM 2 (0:09.0)``; empty when none was read."""
+    seen: dict[str, str] = {}
+    for unit in item.get("units") or []:
+        for line in unit.get("text") or []:
+            text = str(line.get("text") or "").strip()
+            if text and text not in seen:
+                when = line.get("time")
+                seen[text] = f"{text} ({point_time(float(when))})" if when is not None else text
+    return " · ".join(seen.values())
 
 
 def field_label(name: str) -> str:

@@ -107,6 +107,9 @@ CSS = """
 .glimpse-why {color: #6b7280; font-size: 0.75rem; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap;}
 .glimpse-why mark {background: #fef08a; padding: 0 1px;}
+.glimpse-text {color: #374151; font-size: 0.82rem; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap;}
+.glimpse-text mark {background: #fef08a; padding: 0 0.1rem;}
 .glimpse-noimage {aspect-ratio: 4 / 3; display: flex; align-items: center; justify-content: center;
   background: #f3f4f6; border-radius: 0.5rem; color: #9ca3af; font-size: 2rem;}
 /* The detail table fits its column: long values (paths, links) wrap instead of scrolling sideways. */

@@ -1,7 +1,7 @@
 """full-text index over the catalogue's text (SQLite FTS5, PostgreSQL tsvector + GIN)
 
 Revision ID: 0006_full_text
-Revises: 0004
+Revises: 0005_model_defaults
 Create Date: 2026-12-05
 
 ``search_text`` holds each item's searchable text, one row per asset (title, sku, category,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import inspect
 
 from glimpse.core.catalogue import Asset, Unit
+from glimpse.core.ocr import OcrLine
 from glimpse.search.engine import Result
 from glimpse.search.paths import PathDisplay
 from glimpse.search.query import ID_MAX, TEXT_MAX, FlatPage, FlatQuery
@@ -90,6 +91,17 @@ class MatchedOut(BaseModel):
     fused: float | None = Field(None, description="Hybrid: the reciprocal rank fusion score (k=60).")
 
 
+class TextMatchOut(BaseModel):
+    """Where a result's text matched the query."""
+
+    source: str = Field(description="`ocr`: text read in the picture or video frame.")
+    text: str = Field(description="The line that matched, as read.")
+    snippet: str = Field(description="The matching text, each matched word between `**`.")
+    time: float | None = Field(None, description="Videos: the second of the frame the text was read on.")
+    unit_id: int = Field(description="The image or video segment the text was read in.")
+    label: str = Field(description="For people: `OCR: 'OPEN 24 HOURS' at 00:03:12`.")
+
+
 class ResultOut(BaseModel):
     id: int = Field(description="The item (asset) id: an image, or the video a moment belongs to.")
     unit_id: int = Field(description="The matching image or video segment (its thumbnail shows the hit).")
@@ -116,11 +128,15 @@ class ResultOut(BaseModel):
     )
     relevance: float | None = Field(
         None,
-        description="Calibrated relevance 0..1: 0.5 where the similarity stands 3 robust standard "
+        description="Calibrated relevance 0..1: 0.5 where the similarity stands 2 robust standard "
         "deviations above the query's scores over a background sample of the library; 1 for a "
-        "keyword match of every word or the SKU. `relevant_only` keeps >= 0.5.",
+        "keyword match of every word or the SKU, or words read in the picture (OCR). "
+        "`relevant_only` keeps >= 0.5.",
     )
     matched: MatchedOut = Field(default_factory=MatchedOut, description="Why it matched.")
+    text_matches: list[TextMatchOut] = Field(
+        default_factory=list, description="Where the query's words were found in the result's text."
+    )
 
     @classmethod
     def build(cls, result: Result, prefix: str, paths: PathDisplay) -> ResultOut:
@@ -184,21 +200,35 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class TextLineOut(BaseModel):
+    text: str
+    confidence: float = Field(description="0..1.")
+    box: list[list[float]] = Field(
+        description="4 corners [x, y] in the file's pixels, clockwise from top left."
+    )
+    time: float | None = Field(None, description="Videos: the second of the frame it was read on.")
+
+
 class UnitOut(BaseModel):
     unit_id: int
     start: float | None = None
     end: float | None = None
     best_time: float | None = None
     thumbnail_url: str
+    text: list[TextLineOut] = Field(default_factory=list, description="The text read in it (OCR).")
 
     @classmethod
-    def build(cls, unit: Unit, prefix: str) -> UnitOut:
+    def build(cls, unit: Unit, prefix: str, lines: list[OcrLine] | None = None) -> UnitOut:
         return cls(
             unit_id=unit.id,
             start=unit.t_start,
             end=unit.t_end,
             best_time=unit.t_best,
             thumbnail_url=f"{prefix}/v1/thumbnails/{unit.id}",
+            text=[
+                TextLineOut(text=ln.text, confidence=ln.confidence, box=ln.box, time=ln.time)
+                for ln in lines or []
+            ],
         )
 
 
@@ -227,9 +257,17 @@ class ItemOut(BaseModel):
     units: list[UnitOut] = Field(description="The image, or the video's segments in time order.")
 
     @classmethod
-    def build(cls, asset: Asset, units: list[Unit], prefix: str, paths: PathDisplay) -> ItemOut:
-        """The JSON of a catalogue item: its columns by name, extra manifest fields as ``metadata``."""
-        unit_rows = [UnitOut.build(u, prefix) for u in units]
+    def build(
+        cls,
+        asset: Asset,
+        units: list[Unit],
+        prefix: str,
+        paths: PathDisplay,
+        text: dict[int, list[OcrLine]] | None = None,
+    ) -> ItemOut:
+        """The JSON of a catalogue item: its columns by name, extra manifest fields as ``metadata``,
+        each unit with the ``text`` read in it (unit id -> lines)."""
+        unit_rows = [UnitOut.build(u, prefix, (text or {}).get(u.id)) for u in units]
         columns = {
             c.key: getattr(asset, c.key) for c in inspect(Asset).column_attrs if c.key in cls.model_fields
         }

@@ -271,6 +271,15 @@ def test_the_detail_table_keeps_pipes_and_newlines_inside_their_cells():
     assert "| Link | [https://shop.example/x](https://shop.example/x) |" in table
 
 
+def test_a_card_found_by_its_text_shows_the_snippet_with_the_words_marked_and_escaped():
+    match = {"source": "ocr", "text": "OPEN <24> HOURS", "snippet": "**OPEN** <24> HOURS", "time": 192.4}
+    card = card_html(hit(kind="video", path="clips/street.mp4", start=190.0, end=200.0, text_matches=[match]))
+    assert '<div class="glimpse-text">OCR: “<mark>OPEN</mark> &lt;24&gt; HOURS” at 3:12</div>' in card
+    image = card_html(hit(text_matches=[{**match, "time": None}]))
+    assert "OCR: “<mark>OPEN</mark> &lt;24&gt; HOURS”</div>" in image
+    assert "glimpse-text" not in card_html(hit())
+
+
 def test_a_sequence_hit_shows_each_steps_moment_in_order_instead_of_one_span():
     seq = hit(kind="video", start=2.0, end=9.0, best_time=2.5, steps=((2.0, 3.1), (7.4, 9.0)))
     assert sequence_text(seq) == "0:02.0–0:03.1 → 0:07.4–0:09.0"
@@ -319,3 +328,22 @@ def test_the_why_line_names_each_ranking_and_marks_the_matched_words_safely():
     )
     assert "relevance 0.93" in card and "<b>" not in card
     assert why_matched(Hit(1, 1, "image", "a.jpg", 0.1, "/m", "/t")) == ""
+
+
+def test_the_detail_table_lists_the_text_read_in_an_item_once_per_line_with_video_times():
+    line = {"confidence": 0.9, "box": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+    units = [
+        {"unit_id": 1, "text": [{**line, "text": "DEPARTURES", "time": 4.0}]},
+        {
+            "unit_id": 2,
+            "text": [{**line, "text": "DEPARTURES", "time": 6.0}, {**line, "text": "Gate 2", "time": 9.5}],
+        },
+        {"unit_id": 3, "text": []},
+    ]
+    fields = detail_fields({**ITEM, "kind": "video", "units": units})
+    assert fields["text"] == "DEPARTURES (0:04.0) · Gate 2 (0:09.5)"
+    assert "| Text in the picture | DEPARTURES (0:04.0) · Gate 2 (0:09.5) |" in field_table(
+        {**ITEM, "units": units}
+    )
+    assert "text" not in detail_fields({**ITEM, "units": [{"unit_id": 7, "text": []}]})
+    assert "text" not in detail_fields(ITEM)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from glimpse.core import ocr_text
 from glimpse.search import reads
 from glimpse.search.api.deps import EngineDep, LibraryDep, PathsDep, UrlPrefixDep
 from glimpse.search.api.errors import ApiError
@@ -25,7 +26,9 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/items/{item_id}", response_model=ItemOut, responses=_NOT_FOUND, summary="An item, all fields")
 def get_item(item_id: ItemId, library: LibraryDep, prefix: UrlPrefixDep, paths: PathsDep) -> ItemOut:
     asset, units = reads.get_item(library, item_id)
-    return ItemOut.build(asset, units, prefix, paths)
+    with library.Session() as s:
+        text = ocr_text.unit_lines(s, [u.id for u in units])
+    return ItemOut.build(asset, units, prefix, paths, text)
 
 
 @router.get(
