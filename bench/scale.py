@@ -199,15 +199,18 @@ def measure_search(data_dir: Path, n: int, queries: int) -> dict[str, object]:
         if size > len(ids) // 2:
             break
         allowed = np.sort(rng.choice(ids, size, replace=False))
-        times = {}
+        times: dict[str, float] = {}
+        found = {}
         for mode, limit in (("exact", 10**12), ("selector", 0)):
             index_module.EXACT_FILTER_MAX = limit
-            lat = []
+            lat, got = [], []
             for q in text[:20]:
                 t = time.perf_counter()
-                index.search(q[None], 10, allowed_ids=allowed)
+                got.append(index.search(q[None], 10, allowed_ids=allowed)[1][0])
                 lat.append((time.perf_counter() - t) * 1000)
-            times[mode] = pct(lat, 50)
+            times[f"{mode}_p50_ms"] = pct(lat, 50)
+            found[mode] = np.stack(got)
+        times["selector_recall"] = recall_at(found["selector"], found["exact"])
         filt[str(size)] = times
     index_module.EXACT_FILTER_MAX = 20_000
     result["filtered_p50_ms"] = filt

@@ -336,7 +336,12 @@ class VectorIndex:
         depth = min(depth, len(self._base_ids))
         ivf = faiss.try_extract_index_ivf(self._base)
         if ivf is not None and self.info.nprobe:
-            params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=self.info.nprobe)  # type: ignore[call-arg]
+            nprobe = self.info.nprobe
+            if allowed is not None:
+                # A filter leaves len(allowed)/N of each list: probe that many more lists, so the
+                # candidates re-ranked stay as many as the tuned unfiltered search sees.
+                nprobe = min(int(ivf.nlist), math.ceil(nprobe * len(self._base_ids) / max(len(allowed), 1)))
+            params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
         elif selector is not None:
             params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         else:
