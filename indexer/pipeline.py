@@ -131,8 +131,7 @@ class Indexer:
                 raise
             finally:
                 # Whatever happened, publish an index that matches what was committed.
-                snapshot = self.library.rebuild_index()
-                summary.index_size = len(snapshot.index)
+                summary.index_size = self.library.rebuild_index().size
                 summary.seconds = time.monotonic() - started
                 writer.finish_run(run_id, status, message)
         return summary

@@ -73,14 +73,20 @@ def test_an_approximate_index_reaches_the_recall_target_and_scores_exactly(make_
     np.testing.assert_allclose(scores[0], index.vectors(got[0]) @ queries[0], rtol=1e-5, atol=1e-5)
 
 
-def test_adding_a_few_units_publishes_a_delta_and_keeps_the_base(make_library):
+def test_adding_a_few_units_publishes_a_delta_and_keeps_the_base(make_library, monkeypatch):
     lib = make_library(index="ivf")
     _import(lib, 0, clustered(3000))
     base_file = lib.index_path
     base_written = base_file.stat().st_mtime_ns
     first = lib.open_index()
     new = clustered(20, seed=5)
+
+    def every_live_id(*_args, **_kwargs):
+        raise AssertionError("publishing a delta read every live id")
+
+    monkeypatch.setattr(Library, "live_unit_ids", every_live_id)  # the cost must follow the change
     _import(lib, 3000, new)
+    monkeypatch.undo()
     assert lib.index_path == base_file and base_file.stat().st_mtime_ns == base_written  # not rewritten
     state = lib.index_state()
     assert state["delta"] and np.load(base_file.parent / state["delta"]).size == 20
@@ -106,7 +112,9 @@ def test_removed_units_become_tombstones_and_are_never_returned(make_library):
         asset_ids = list(s.scalars(select(Unit.asset_id).where(Unit.id.in_(live[:10].tolist()))))
     with lib.writer_lock():
         CatalogueWriter(lib, IndexSummary(), 0.95).remove(asset_ids)
+        assert list(lib.removed_dir.glob("*.npy"))  # noted before the commit
         lib.rebuild_index()
+    assert not list(lib.removed_dir.glob("*.npy"))  # spent by the publish
     state = lib.index_state()
     assert state["hidden"] and state["delta"] is None  # 10 of 400: below the merge fraction
     index = lib.open_index().index
