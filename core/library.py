@@ -236,9 +236,13 @@ class Library:
         """A delta version from what changed since the last one, never reading the whole catalogue:
         the ids of shards written since (``state["seen"]``) and of the removal notes, checked
         against SQL. None when the base must be merged or rebuilt (or the state predates this)."""
-        seen = state.get("seen")
         base = self._current_base(state, store.dim, setting)
-        if base is None or not isinstance(seen, int):
+        if base is None:
+            return None
+        seen = state.get("seen")
+        if seen is None and not state.get("delta") and not state.get("hidden"):
+            seen = base.watermark  # a version that is just its base covers the shards it read
+        if not isinstance(seen, int):
             return None
         folder = self.index_path.parent
         try:
