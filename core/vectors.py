@@ -153,8 +153,15 @@ class VectorStore:
 
         Raises KeyError naming an id that no shard holds.
         """
+        try:
+            return self._rows(ids, row_map or self.row_map())
+        except FileNotFoundError:
+            # compacted away under a reader holding an older map: the rows live on in the new shard
+            self._map = RowMap()
+            return self._rows(ids, self.row_map())
+
+    def _rows(self, ids: np.ndarray, rmap: RowMap) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        rmap = row_map or self.row_map()
         found, pos = rmap.locate(ids)
         if not found.all():
             raise KeyError(f"no stored vector for unit id {int(ids[~found][0])}")
