@@ -195,7 +195,8 @@ def measure_search(data_dir: Path, n: int, queries: int) -> dict[str, object]:
     # filtered: exact scoring of the allowed rows vs the index with an id selector
     rng = np.random.default_rng(3)
     filt = {}
-    for size in (1_000, 5_000, 20_000, 100_000):
+    switch = index_module.EXACT_FILTER_MAX
+    for size in (1_000, 2_500, 5_000, 20_000, 100_000):
         if size > len(ids) // 2:
             break
         allowed = np.sort(rng.choice(ids, size, replace=False))
@@ -212,7 +213,7 @@ def measure_search(data_dir: Path, n: int, queries: int) -> dict[str, object]:
             found[mode] = np.stack(got)
         times["selector_recall"] = recall_at(found["selector"], found["exact"])
         filt[str(size)] = times
-    index_module.EXACT_FILTER_MAX = 20_000
+    index_module.EXACT_FILTER_MAX = switch
     result["filtered_p50_ms"] = filt
     # baseline: exact IndexFlatIP in RAM (what every size used before), on at most 1M vectors
     m = min(len(ids), 1_000_000)
