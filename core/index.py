@@ -39,7 +39,7 @@ MERGE_FRACTION = 0.10  # delta + tombstones past this share of the base: merge t
 DELTA_MAX = 50_000  # ... or past this many rows (the delta is searched exactly, in fp16)
 RETRAIN_GROWTH = 2.0  # live vectors past this multiple of the training size: train again
 RECALL_TARGET = 0.95  # recall@10 the tuned search depth must reach on the held-out queries
-TUNE_MARGIN = 0.02  # ... plus this: 100 text-like queries estimate recall to about +-0.02
+TUNE_MARGIN = 0.02  # ... plus this margin: 50 text-like held-out queries estimate recall to about +-0.02
 # A filter allowing at most this many units is scored exactly from their rows; more go through the
 # base with an id selector. Measured by bench/scale.py at 1M (p50, text-like queries): 1,000
 # allowed: exact 12.8 ms, selector 24.9 ms; 5,000 allowed: exact 38.4 ms, selector 25.3 ms.
