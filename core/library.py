@@ -199,7 +199,7 @@ class Library:
         except (KeyError, TypeError, ValueError):
             return 0
 
-    def rebuild_index(self, full: bool = False) -> Published:
+    def rebuild_index(self, full: bool = False, from_catalogue: bool = False) -> Published:
         """Publish an index version holding exactly the live units (the writer's lock held).
 
         Work grows with the change: units stored since the base was built become the new
@@ -207,7 +207,9 @@ class Library:
         merged (delta added, tombstones dropped, training kept) only past ``MERGE_FRACTION`` /
         ``DELTA_MAX``, and rebuilt from the shards (trained again when approximate) only when the
         library grew ``RETRAIN_GROWTH`` times, crossed the ``AUTO_FLAT_MAX`` size, or the
-        ``index`` setting asks for another type; ``full`` forces that. See :mod:`glimpse.core.index`.
+        ``index`` setting asks for another type; ``full`` forces that. ``from_catalogue`` reads
+        every live id instead of trusting the changes noted since the last version (a repair).
+        See :mod:`glimpse.core.index`.
 
         Units whose vectors are missing from the shards (which the commit order should make
         impossible) are not served: their assets go back to pending for the next indexing run.
@@ -221,7 +223,7 @@ class Library:
             self.settings.index if "index" in self.settings.model_fields_set else state.get("setting", "auto")
         )
         removals = sorted(self.removed_dir.glob("*.npy")) if self.removed_dir.is_dir() else []
-        if not full:
+        if not full and not from_catalogue:
             quick = self._publish_changes(version, state, store, setting, removals)
             if quick is not None:
                 return quick
@@ -469,7 +471,7 @@ class Library:
             return IndexSnapshot(version, index)
         try:
             with self.writer_lock():
-                published = self.rebuild_index(full=index is None)
+                published = self.rebuild_index(full=index is None, from_catalogue=True)
         except LibraryBusy:
             if index is None:
                 raise

@@ -209,3 +209,20 @@ def test_a_crash_at_any_rename_of_an_import_leaves_a_library_whose_index_equals_
             break
     else:
         pytest.fail("the import never ran to its end")
+
+
+def test_a_removal_no_writer_noted_is_caught_and_repaired_when_the_index_is_opened(make_library):
+    from sqlalchemy import delete
+
+    from glimpse.core.catalogue import Unit
+
+    lib = make_library()
+    _import(lib, 0, clustered(300))
+    gone = int(lib.live_unit_ids()[7])
+    with lib.Session.begin() as s:  # behind the writer's back: no removal note
+        s.execute(delete(Unit).where(Unit.id == gone))
+    _import(lib, 300, clustered(5, seed=4))  # a delta version that cannot know about it
+    assert gone in lib.open_index(repair=False).index.ids()
+    repaired = lib.open_index()  # the start-up check compares with the catalogue and repairs
+    assert repaired.repaired and gone not in repaired.index.ids()
+    assert np.array_equal(repaired.index.ids(), lib.live_unit_ids())
