@@ -14,7 +14,7 @@ How the base is chosen (``choose_factory``; override with ``glimpse index --inde
   measured recall@10 against exact search reaches ``RECALL_TARGET`` on held-out queries, half of
   them shifted away from the stored vectors as text queries are (:func:`held_out_queries`).
 
-Units added since the base was built live in an exact delta (fp16 flat) searched beside it; units
+Units added since the base was built live in an exact delta (flat) searched beside it; units
 removed or re-embedded since are tombstones, filtered out of the base's hits. The library merges
 the delta into the base only when it passes ``MERGE_FRACTION`` of the base (or ``DELTA_MAX`` rows),
 and re-trains only when the library has grown ``RETRAIN_GROWTH`` times since training.
@@ -36,7 +36,7 @@ from glimpse.core.vectors import RowMap, VectorStore
 
 AUTO_FLAT_MAX = 100_000  # live vectors up to which the base is exact
 MERGE_FRACTION = 0.10  # delta + tombstones past this share of the base: merge them into it
-DELTA_MAX = 50_000  # ... or past this many rows (the delta is searched exactly, in fp16)
+DELTA_MAX = 50_000  # ... or past this many rows (the delta is searched exactly: 2 KB a 512-d row)
 RETRAIN_GROWTH = 2.0  # live vectors past this multiple of the training size: train again
 RECALL_TARGET = 0.95  # recall@10 the tuned search depth must reach on the held-out queries
 TUNE_MARGIN = 0.02  # ... plus this margin: 50 text-like held-out queries estimate recall to about +-0.02
@@ -128,7 +128,7 @@ def new_base(factory: str, dim: int) -> Any:
 @dataclass
 class _Delta:
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted
-    index: Any = None  # fp16 flat over the delta rows, in ids order
+    index: Any = None  # exact flat over the delta rows, in ids order
 
 
 class VectorIndex:
@@ -219,9 +219,7 @@ class VectorIndex:
                 vectors = out._store.rows(ids)
             else:
                 vectors = np.asarray(delta_vectors, np.float32)
-            flat = faiss.IndexScalarQuantizer(
-                self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-            )
+            flat = faiss.IndexFlatIP(self.dim)  # float32 for BLAS speed: DELTA_MAX rows at most
             flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
             out._delta = _Delta(ids, flat)
         return out
