@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +49,14 @@ class LibraryBusy(RuntimeError):
 
 class ModelMismatch(RuntimeError):
     """The library was built with another embedding model."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing an index version made: its number and how many units it serves."""
+
+    version: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,7 @@ class Library:
         except (KeyError, TypeError, ValueError):
             return 0
 
-    def rebuild_index(self, full: bool = False) -> IndexSnapshot:
+    def rebuild_index(self, full: bool = False, from_catalogue: bool = False) -> Published:
         """Publish an index version holding exactly the live units (the writer's lock held).
 
         Work grows with the change: units stored since the base was built become the new
@@ -198,29 +208,127 @@ class Library:
         merged (delta added, tombstones dropped, training kept) only past ``MERGE_FRACTION`` /
         ``DELTA_MAX``, and rebuilt from the shards (trained again when approximate) only when the
         library grew ``RETRAIN_GROWTH`` times, crossed the ``AUTO_FLAT_MAX`` size, or the
-        ``index`` setting asks for another type; ``full`` forces that. See :mod:`glimpse.core.index`.
+        ``index`` setting asks for another type; ``full`` forces that. ``from_catalogue`` reads
+        every live id instead of trusting the changes noted since the last version (a repair).
+        See :mod:`glimpse.core.index`.
 
         Units whose vectors are missing from the shards (which the commit order should make
         impossible) are not served: their assets go back to pending for the next indexing run.
         """
         store = self.vector_store()
+        state = self.index_state()
+        version = int(state.get("version", 0)) + 1
+        # An explicit setting (flag or GLIMPSE_INDEX) wins and is remembered; otherwise the one
+        # the library was last published with, so a later plain run does not switch types.
+        setting = (
+            self.settings.index if "index" in self.settings.model_fields_set else state.get("setting", "auto")
+        )
+        removals = sorted(self.removed_dir.glob("*.npy")) if self.removed_dir.is_dir() else []
+        if not full and not from_catalogue:
+            quick = self._publish_changes(version, state, store, setting, removals)
+            if quick is not None:
+                return quick
+        published = self._publish_from_catalogue(version, state, store, setting, full)
+        for path in removals:  # the catalogue itself was read: these notes are spent
+            path.unlink(missing_ok=True)
+        return published
+
+    def _publish_changes(
+        self, version: int, state: dict[str, Any], store: VectorStore, setting: str, removals: list[Path]
+    ) -> Published | None:
+        """A delta version from what changed since the last one, never reading the whole catalogue:
+        the ids of shards written since (``state["seen"]``) and of the removal notes, checked
+        against SQL. None when the base must be merged or rebuilt (or the state predates this)."""
+        base = self._current_base(state, store.dim, setting)
+        if base is None:
+            return None
+        seen = state.get("seen")
+        if seen is None and not state.get("delta") and not state.get("hidden"):
+            seen = base.watermark  # a version that is just its base covers the shards it read
+        if not isinstance(seen, int):
+            return None
+        folder = self.index_path.parent
+        try:
+            base_ids = np.load(folder / f"{base.name}.ids.npy", allow_pickle=False)
+            prev_delta = np.load(folder / state["delta"]) if state.get("delta") else np.zeros(0, np.int64)
+            prev_hidden = np.load(folder / state["hidden"]) if state.get("hidden") else np.zeros(0, np.int64)
+            noted = [np.load(p, allow_pickle=False) for p in removals]
+        except (OSError, ValueError):
+            return None
+        shards = store.shards()
+        new = [p for p in shards if shard_seq(p) > seen]
+        added = np.unique(np.concatenate([store.read_ids(p) for p in new] + [np.zeros(0, np.int64)]))
+        check = np.union1d(added, np.concatenate([*noted, np.zeros(0, np.int64)]))
+        live = self._live_among(check)
+        dead = np.setdiff1d(check, live, assume_unique=True)
+        delta = np.union1d(np.setdiff1d(prev_delta, dead), np.intersect1d(added, live))
+        in_base = np.union1d(dead, delta)
+        in_base = in_base[_member(in_base, base_ids)]
+        hidden = np.union1d(prev_hidden, in_base)
+        count = len(base_ids) - len(hidden) + len(delta)
+        if (choose_factory(count, store.dim, setting) == "Flat") != base.exact or not _fits(base, count):
+            return None
+        if len(delta) + len(hidden) > MERGE_FRACTION * len(base_ids) or len(delta) > DELTA_MAX:
+            return None
+        watermark = max((shard_seq(p) for p in shards), default=seen)
+        published = self._publish_delta(version, base, delta, hidden, count, store, setting, watermark)
+        for path in removals:
+            path.unlink(missing_ok=True)
+        return published
+
+    def _live_among(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are units of indexed assets (ascending), by primary-key lookups only.
+
+        Two key lookups and the status checked here, not in SQL: given ``status = ?`` beside
+        ``id IN (...)``, SQLite (without ANALYZE statistics) walks ix_assets_status_kind over every
+        indexed asset: 160 s for 1,000 ids at 1M (the same trap search/reads.py avoids).
+        """
+        found: list[int] = []
+        with self.Session() as s:
+            for start in range(0, len(ids), 500):
+                chunk = [int(i) for i in ids[start : start + 500]]
+                units = dict(
+                    s.execute(select(Unit.id, Unit.asset_id).where(Unit.id.in_(chunk))).tuples().all()
+                )
+                rows = s.execute(select(Asset.id, Asset.status).where(Asset.id.in_(set(units.values()))))
+                indexed = {a for a, status in rows.tuples() if status == Status.INDEXED}
+                found.extend(u for u, a in units.items() if a in indexed)
+        return np.unique(np.asarray(found, dtype=np.int64))
+
+    @property
+    def removed_dir(self) -> Path:
+        return self.root / "index" / "removed"
+
+    def note_removed(self, unit_ids: np.ndarray | list[int]) -> None:
+        """Record units about to leave the catalogue, *before* the SQL commit that removes them.
+
+        The next publish checks these ids (and those of new shards) against SQL instead of reading
+        every live id, so its cost follows the change. Noted too early is harmless (the check
+        finds them still live); every writer path that deletes units or takes an asset out of
+        ``indexed`` must call this.
+        """
+        ids = np.unique(np.asarray(unit_ids, dtype=np.int64))
+        if len(ids):
+            path = self.removed_dir / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npy"
+            with atomic_write(path) as fh:
+                np.save(fh, ids)
+
+    def _publish_from_catalogue(
+        self, version: int, state: dict[str, Any], store: VectorStore, setting: str, full: bool
+    ) -> Published:
+        """Publish from every live id (SQL) and the whole row map: a merge or a new base."""
         live = self.live_unit_ids()
         row_map = store.row_map()
         found, pos = row_map.locate(live)
         if not found.all():
             self._requeue_units(live[~found])
             live, pos = live[found], pos[found]
-        state = self.index_state()
-        version = int(state.get("version", 0)) + 1
         seqs = np.array([shard_seq(p) for p in row_map.shards], dtype=np.int64)
         watermark = int(seqs.max()) if len(seqs) else 0
-        # An explicit setting (flag or GLIMPSE_INDEX) wins and is remembered; otherwise the one
-        # the library was last published with, so a later plain run does not switch types.
-        setting = (
-            self.settings.index if "index" in self.settings.model_fields_set else state.get("setting", "auto")
-        )
         factory = choose_factory(len(live), store.dim, setting)
-        base = self._current_base(state, factory, len(live), store.dim, setting) if not full else None
+        base = None if full else self._current_base(state, store.dim, setting)
+        if base is not None and ((factory == "Flat") != base.exact or not _fits(base, len(live))):
+            base = None
         folder = self.index_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         if base is not None:
@@ -232,7 +340,7 @@ class Library:
             )
             changed = len(delta) + len(hidden)
             if changed <= MERGE_FRACTION * len(base_ids) and len(delta) <= DELTA_MAX:
-                return self._publish_delta(version, base, delta, hidden, len(live), store, setting)
+                return self._publish_delta(version, base, delta, hidden, len(live), store, setting, watermark)
             if not base.exact:
                 merged = merge_into(
                     folder / f"{base.name}.faiss",
@@ -251,10 +359,8 @@ class Library:
         index = build_base(store, live, factory, f"base-{version:06d}", watermark)
         return self._publish_base(version, tune(index, store, live), store, setting)
 
-    def _current_base(
-        self, state: dict[str, Any], factory: str, live: int, dim: int, setting: str
-    ) -> BaseInfo | None:
-        """The published base if it can stay (right type for the size and setting, not stale)."""
+    def _current_base(self, state: dict[str, Any], dim: int, setting: str) -> BaseInfo | None:
+        """The published base if its files are there and the setting still asks for its type."""
         raw = state.get("base")
         if not isinstance(raw, dict):
             return None
@@ -265,14 +371,8 @@ class Library:
         folder = self.index_path.parent
         if not (folder / f"{base.name}.faiss").exists() or not (folder / f"{base.name}.ids.npy").exists():
             return None
-        if base.exact != (factory == "Flat"):
-            return None
         if choose_factory(base.trained_n, dim, setting) != base.factory:
             return None  # the setting now asks for another type
-        if not base.exact and not (
-            base.trained_n / RETRAIN_GROWTH <= live <= base.trained_n * RETRAIN_GROWTH
-        ):
-            return None  # grown (or shrunk) past what its lists were trained for
         return base
 
     def _publish_delta(
@@ -284,30 +384,27 @@ class Library:
         count: int,
         store: VectorStore,
         setting: str,
-    ) -> IndexSnapshot:
+        seen: int,
+    ) -> Published:
         folder = self.index_path.parent
-        files: dict[str, str | None] = {"delta": None, "hidden": None}
+        files: dict[str, Any] = {"delta": None, "hidden": None, "seen": seen}
         for key, ids in (("delta", delta), ("hidden", hidden)):
             if len(ids):
                 files[key] = f"{key}-{version:06d}.npy"
-                with atomic_write(folder / files[key], sync_dir=False) as fh:  # type: ignore[operator]
+                with atomic_write(folder / files[key], sync_dir=False) as fh:
                     np.save(fh, np.asarray(ids, dtype=np.int64))
         fsync_dir(folder)
         self._write_state(version, count, store.dim, base, {**files, "setting": setting})
-        return IndexSnapshot(version, self.load_index(self.index_state(), store=store))
+        return Published(version, count)
 
-    def _publish_base(
-        self, version: int, index: VectorIndex, store: VectorStore, setting: str
-    ) -> IndexSnapshot:
+    def _publish_base(self, version: int, index: VectorIndex, store: VectorStore, setting: str) -> Published:
         folder = self.index_path.parent
         index.save(folder / f"{index.info.name}.faiss")
-        files = {"delta": None, "hidden": None, "setting": setting}
+        files = {"delta": None, "hidden": None, "setting": setting, "seen": index.info.watermark}
         self._write_state(version, len(index), store.dim, index.info, files)
-        return IndexSnapshot(version, index)
+        return Published(version, len(index))
 
-    def _write_state(
-        self, version: int, count: int, dim: int, base: BaseInfo, files: dict[str, str | None]
-    ) -> None:
+    def _write_state(self, version: int, count: int, dim: int, base: BaseInfo, files: dict[str, Any]) -> None:
         """Commit a version (one atomic rename), then drop files no recent version names."""
         previous = self.index_state()
         state = {"version": version, "count": count, "dim": dim, "base": base.as_dict(), **files}
@@ -315,12 +412,13 @@ class Library:
             json.dump(state, fh)
         keep = {"state.json"} | _files_of(state) | _files_of(previous)  # a reader may be opening it
         for path in self.state_path.parent.iterdir():
-            if path.name not in keep and not path.name.startswith("."):
+            if path.name not in keep and not path.name.startswith(".") and path.is_file():
                 path.unlink(missing_ok=True)
 
     def _requeue_units(self, unit_ids: np.ndarray) -> None:
         with self.Session.begin() as s:
             asset_ids = set(s.scalars(select(Unit.asset_id).where(Unit.id.in_(unit_ids.tolist()))))
+            self.note_removed(list(s.scalars(select(Unit.id).where(Unit.asset_id.in_(asset_ids)))))
             s.execute(update(Asset).where(Asset.id.in_(asset_ids)).values(status=Status.PENDING))
 
     def load_index(
@@ -374,7 +472,7 @@ class Library:
             return IndexSnapshot(version, index)
         try:
             with self.writer_lock():
-                snapshot = self.rebuild_index()
+                published = self.rebuild_index(full=index is None, from_catalogue=True)
         except LibraryBusy:
             if index is None:
                 raise
@@ -385,7 +483,20 @@ class Library:
             store = self.vector_store()
             ids, vectors = store.load(wanted=self.live_unit_ids())
             return IndexSnapshot(version, VectorIndex.build(ids, vectors, store.dim))
-        return IndexSnapshot(snapshot.version, snapshot.index, repaired=True)
+        return IndexSnapshot(published.version, self.load_index(self.index_state()), repaired=True)
+
+
+def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in ``sorted_ids`` (ascending): a binary search, not a set."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    pos = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
+    return np.asarray(sorted_ids[pos] == ids)
+
+
+def _fits(base: BaseInfo, live: int) -> bool:
+    """Whether an approximate base's training still suits ``live`` vectors (``RETRAIN_GROWTH``)."""
+    return base.exact or base.trained_n / RETRAIN_GROWTH <= live <= base.trained_n * RETRAIN_GROWTH
 
 
 def _files_of(state: dict[str, Any]) -> set[str]:

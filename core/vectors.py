@@ -22,6 +22,7 @@ from glimpse.core.fsutil import fsync_dir, remove_stale_temp_files
 
 _SHARD = re.compile(r"^shard-(\d{8})-[0-9a-f]{8}(\.npz)?$")
 READ_CHUNK = 65_536  # rows per block when a whole shard is streamed
+PREAD_MAX = 4_096  # up to this many rows of a shard are read with pread, more through a mapping
 
 
 def shard_seq(path: Path) -> int:
@@ -93,6 +94,7 @@ class VectorStore:
         self.folder = folder
         self.dim = dim
         self._map = RowMap()
+        self._fds: dict[Path, tuple[int, int]] = {}
         folder.mkdir(parents=True, exist_ok=True)
         if clean:
             for tmp in folder.glob(".shard-*.tmp"):
@@ -142,6 +144,8 @@ class VectorStore:
     def row_map(self) -> RowMap:
         """Where every stored id lives; only shards new since the last call are read."""
         self._map = self._map.extend(self.shards(), self.read_ids)
+        for path in set(self._fds) - set(self._map.shards):  # compacted away: let the file go
+            os.close(self._fds.pop(path)[0])
         return self._map
 
     def stored_ids(self) -> np.ndarray:
@@ -153,8 +157,15 @@ class VectorStore:
 
         Raises KeyError naming an id that no shard holds.
         """
+        try:
+            return self._rows(ids, row_map or self.row_map())
+        except FileNotFoundError:
+            # compacted away under a reader holding an older map: the rows live on in the new shard
+            self._map = RowMap()
+            return self._rows(ids, self.row_map())
+
+    def _rows(self, ids: np.ndarray, rmap: RowMap) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        rmap = row_map or self.row_map()
         found, pos = rmap.locate(ids)
         if not found.all():
             raise KeyError(f"no stored vector for unit id {int(ids[~found][0])}")
@@ -164,10 +175,43 @@ class VectorStore:
             which = np.flatnonzero(shard_of == s)
             rows = row_of[which]
             order = np.argsort(rows)
-            vectors = self._vectors_of(rmap.shards[int(s)])
+            path = rmap.shards[int(s)]
+            if len(rows) <= PREAD_MAX and path.suffix != ".npz":
+                out[which[order]] = self._pread_rows(path, rows[order])
+                continue
+            vectors = self._vectors_of(path)
             out[which[order]] = vectors[rows[order]]
             del vectors  # unmap: pages read for a few rows do not stay in this process
         return out
+
+    def _pread_rows(self, path: Path, rows: np.ndarray) -> np.ndarray:
+        """A few rows read with pread from a kept-open descriptor: no mapping to fault in, and
+        nothing added to this process's resident memory (the page cache holds the file)."""
+        fd, offset = self._descriptor(path)
+        size = 2 * self.dim
+        data = b"".join([os.pread(fd, size, offset + int(r) * size) for r in rows])
+        return np.frombuffer(data, dtype="<f2").reshape(len(rows), self.dim)
+
+    def _descriptor(self, path: Path) -> tuple[int, int]:
+        """An open descriptor of a shard's vectors.npy and where its rows start (cached)."""
+        cached = self._fds.get(path)
+        if cached is None:
+            fd = os.open(path / "vectors.npy", os.O_RDONLY)
+            with open(path / "vectors.npy", "rb") as fh:
+                np.lib.format.read_magic(fh)
+                np.lib.format.read_array_header_1_0(fh)
+                cached = (fd, fh.tell())
+            self._fds[path] = cached
+        return cached
+
+    def close(self) -> None:
+        """Close the descriptors kept for reading rows."""
+        fds, self._fds = self._fds, {}
+        for fd, _ in fds.values():
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     def iter_rows(self, ids: np.ndarray, chunk: int = READ_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) in blocks of ``chunk`` rows: what an index build streams."""

@@ -151,8 +151,7 @@ def import_stream(
             units += len(unit_ids)
             if progress is not None:
                 progress(len(paths))
-        snapshot = library.rebuild_index() if library.model_info() is not None else None
-    size = len(snapshot.index) if snapshot is not None else 0
+        size = library.rebuild_index().size if library.model_info() is not None else 0
     return BulkSummary(items, units, size, time.monotonic() - started, skipped)
 
 

@@ -168,7 +168,7 @@ class Indexer:
         ``running`` (disk full there too, or the process killed) is closed by the next run."""
         failure: BaseException | None = None
         try:
-            summary.index_size = len(self.library.rebuild_index().index)
+            summary.index_size = self.library.rebuild_index().size
         except Exception as exc:  # noqa: BLE001 - reported below, or after the run's own failure
             failure = self._explain(exc)
             if status == RunStatus.COMPLETED:

@@ -73,14 +73,20 @@ def test_an_approximate_index_reaches_the_recall_target_and_scores_exactly(make_
     np.testing.assert_allclose(scores[0], index.vectors(got[0]) @ queries[0], rtol=1e-5, atol=1e-5)
 
 
-def test_adding_a_few_units_publishes_a_delta_and_keeps_the_base(make_library):
+def test_adding_a_few_units_publishes_a_delta_and_keeps_the_base(make_library, monkeypatch):
     lib = make_library(index="ivf")
     _import(lib, 0, clustered(3000))
     base_file = lib.index_path
     base_written = base_file.stat().st_mtime_ns
     first = lib.open_index()
     new = clustered(20, seed=5)
+
+    def every_live_id(*_args, **_kwargs):
+        raise AssertionError("publishing a delta read every live id")
+
+    monkeypatch.setattr(Library, "live_unit_ids", every_live_id)  # the cost must follow the change
     _import(lib, 3000, new)
+    monkeypatch.undo()
     assert lib.index_path == base_file and base_file.stat().st_mtime_ns == base_written  # not rewritten
     state = lib.index_state()
     assert state["delta"] and np.load(base_file.parent / state["delta"]).size == 20
@@ -106,7 +112,9 @@ def test_removed_units_become_tombstones_and_are_never_returned(make_library):
         asset_ids = list(s.scalars(select(Unit.asset_id).where(Unit.id.in_(live[:10].tolist()))))
     with lib.writer_lock():
         CatalogueWriter(lib, IndexSummary(), 0.95).remove(asset_ids)
+        assert list(lib.removed_dir.glob("*.npy"))  # noted before the commit
         lib.rebuild_index()
+    assert not list(lib.removed_dir.glob("*.npy"))  # spent by the publish
     state = lib.index_state()
     assert state["hidden"] and state["delta"] is None  # 10 of 400: below the merge fraction
     index = lib.open_index().index
@@ -201,3 +209,20 @@ def test_a_crash_at_any_rename_of_an_import_leaves_a_library_whose_index_equals_
             break
     else:
         pytest.fail("the import never ran to its end")
+
+
+def test_a_removal_no_writer_noted_is_caught_and_repaired_when_the_index_is_opened(make_library):
+    from sqlalchemy import delete
+
+    from glimpse.core.catalogue import Unit
+
+    lib = make_library()
+    _import(lib, 0, clustered(300))
+    gone = int(lib.live_unit_ids()[7])
+    with lib.Session.begin() as s:  # behind the writer's back: no removal note
+        s.execute(delete(Unit).where(Unit.id == gone))
+    _import(lib, 300, clustered(5, seed=4))  # a delta version that cannot know about it
+    assert gone in lib.open_index(repair=False).index.ids()
+    repaired = lib.open_index()  # the start-up check compares with the catalogue and repairs
+    assert repaired.repaired and gone not in repaired.index.ids()
+    assert np.array_equal(repaired.index.ids(), lib.live_unit_ids())

@@ -62,3 +62,16 @@ def test_restricted_search_returns_k_allowed_hits_even_when_they_rank_low():
     allowed = np.array([3, 500, 999])
     _scores, got = index.search(vecs[:1], 10, allowed_ids=allowed)
     assert sorted(got[0].tolist()) == [3, 500, 999]
+
+
+def test_a_reader_keeps_reading_rows_after_the_writer_compacts_the_shards(tmp_path):
+    writer = VectorStore(tmp_path, 8)
+    rng = np.random.default_rng(5)
+    vecs = _unit(rng, 30)
+    for start in (0, 10, 20):
+        writer.append(np.arange(start, start + 10), vecs[start : start + 10])
+    reader = VectorStore(tmp_path, 8, clean=False)
+    before = reader.rows(np.array([3, 25]))  # the reader maps the three shards
+    writer.compact(np.arange(0, 30))  # ... which are now one new shard
+    np.testing.assert_array_equal(reader.rows(np.array([3, 25])), before)
+    np.testing.assert_allclose(before, vecs[[3, 25]], atol=1e-3)
