@@ -18,45 +18,13 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, Text, delete, select, t
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from glimpse.core.catalogue import Asset, Base, IdType, Unit
+from glimpse.core.fulltext import STOPWORDS
 from glimpse.core.ocr import OcrLine, OcrResult
 from glimpse.core.vocabulary import Status
 
-# Query words that say nothing about the text in a picture ("a sign with the word open").
-STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "has",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "was",
-        "with",
-        "word",
-        "words",
-        "text",
-        "sign",
-        "says",
-        "saying",
-        "written",
-    ]
-)
+# Query words that say nothing about the text in a picture ("a sign with the word open"): the
+# catalogue search's English stop words, and the words people use to point at text.
+STOP_WORDS = STOPWORDS | frozenset(["saying", "says", "sign", "text", "word", "words", "written"])
 MAX_TERMS = 16
 HIGHLIGHT = ("**", "**")  # around each matched word in a snippet
 SNIPPET_WORDS = 12
