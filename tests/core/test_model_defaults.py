@@ -129,6 +129,7 @@ def test_an_old_catalogue_keeps_the_meaning_of_its_recorded_weights(tmp_path, da
 
 
 def _reset(engine):
+    import glimpse.core.ocr_text  # noqa: F401 - its tables join the metadata, or PostgreSQL keeps them and their keys on units
     from glimpse.core.catalogue import Base
 
     Base.metadata.drop_all(engine)
