@@ -294,6 +294,35 @@ def measure_http(big: Path, small: Path, start: int) -> dict[str, object]:
     return out
 
 
+def measure_visibility(big: Path) -> dict[str, float]:
+    """In process, as the API holds it: open the big library's index, add 1,000 vectors in another
+    process, then time the API's side of a new version (the refresh, the first ``/v1/stats``
+    answer, the background sample) and the whole from the add's commit to that answer."""
+    from glimpse.core.library import Library
+    from glimpse.core.settings import Settings
+    from glimpse.search import reads
+    from glimpse.search.snapshots import IndexHolder
+
+    library = Library(Settings(data_dir=big))
+    holder = IndexHolder(library, min_interval=0.0)
+    reads.library_stats(library, holder.current())  # warm: the catalogue's pages cached
+    added = add(big, int(time.time()) % 10**8 * 10 + 5)
+    t0 = time.perf_counter()
+    snapshot = holder.current()  # the swap
+    refresh = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    stats = reads.library_stats(library, snapshot)
+    holder.background()
+    answered = time.time()
+    library.close()
+    assert stats["index"]["version"] == added["version"], "the new version was not picked up"
+    return {
+        "refresh_s": refresh,
+        "stats_and_background_s": time.perf_counter() - t1,
+        "commit_to_answer_s": answered - added["published"],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the big library")
@@ -301,6 +330,11 @@ def main() -> None:
     ap.add_argument("--index", default="auto", help="index setting for the big library (GLIMPSE_INDEX)")
     ap.add_argument("--queries", type=int, default=100, help="queries of each kind")
     ap.add_argument("--http", action="store_true", help="also measure the API over HTTP")
+    ap.add_argument(
+        "--visibility",
+        action="store_true",
+        help="only time how a new version reaches the API (in process) on the library already in --dir",
+    )
     ap.add_argument("--child-add", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=1000, help=argparse.SUPPRESS)
@@ -309,6 +343,9 @@ def main() -> None:
         add_child(args.child_add, args.start, args.count)
         return
     big, small = args.dir / f"big-{args.n}", args.dir / "small"
+    if args.visibility:
+        print(json.dumps(measure_visibility(big), indent=2))
+        return
     print(f"building {args.n:,} clustered {DIM}-d vectors into {big} ...", flush=True)
     build_s = build(big, args.n, args.index)
     print(f"build: {build_s:.0f} s", flush=True)

@@ -214,12 +214,17 @@ class SearchBatcher:
         )
 
     def search(
-        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self,
+        index: VectorIndex,
+        vectors: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        excluded: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The engine's ``IndexSearcher``: one query (1, D) joins a batch; a filtered search (its
-        own id selector) or several queries at once run alone."""
-        if allowed is not None or len(vectors) != 1:
-            return index.search(vectors, k, allowed)
+        """The engine's ``IndexSearcher``: one query (1, D) joins a batch; a filtered search or
+        one leaving ids out (its own id selector), or several queries at once, run alone."""
+        if allowed is not None or excluded is not None or len(vectors) != 1:
+            return index.search(vectors, k, allowed, excluded)
         return self._batcher.submit(IndexQuery(index, vectors[0], k))
 
     @property

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import faiss
 import numpy as np
 import pytest
 
@@ -226,3 +229,40 @@ def test_a_removal_no_writer_noted_is_caught_and_repaired_when_the_index_is_open
     repaired = lib.open_index()  # the start-up check compares with the catalogue and repairs
     assert repaired.repaired and gone not in repaired.index.ids()
     assert np.array_equal(repaired.index.ids(), lib.live_unit_ids())
+
+
+@pytest.mark.parametrize("setting", ["flat", "ivf"])
+def test_excluded_ids_are_never_returned_and_k_hits_come_from_the_rest(make_library, setting):
+    # Base + delta + tombstones: the exclusion applies to every part, beside the tombstones.
+    lib = make_library(index=setting)
+    _import(lib, 0, clustered(2000))
+    _import(lib, 2000, clustered(60, seed=5))  # a delta
+    live = lib.live_unit_ids()
+    with lib.Session() as s:
+        from sqlalchemy import select
+
+        from glimpse.core.catalogue import Unit
+
+        gone = list(s.scalars(select(Unit.asset_id).where(Unit.id.in_(live[100:110].tolist()))))
+    from glimpse.indexer.writer import CatalogueWriter, IndexSummary
+
+    with lib.writer_lock():
+        CatalogueWriter(lib, IndexSummary(), 0.95).remove(gone)
+        lib.rebuild_index()
+    index = lib.open_index().index
+    assert index.delta_size and index.tombstones
+    queries = clustered(4, seed=9)
+    _, first = index.search(queries, 30)
+    taken = np.unique(np.concatenate([first[:, :20].ravel(), index.ids()[-30:]]))  # base and delta ids
+    _, rest = index.search(queries, 10, excluded_ids=taken)
+    assert rest.shape == (4, 10) and (rest >= 0).all()
+    assert not np.isin(rest, taken).any() and not np.isin(rest, live[100:110]).any()
+    if setting == "ivf":  # every list probed: the approximation aside, the same ranking as exact
+        nlist = int(faiss.extract_index_ivf(index._base).nlist)
+        index.info = dataclasses.replace(index.info, nprobe=nlist, k_factor=1000)
+        _, rest = index.search(queries, 10, excluded_ids=taken)
+    truth = exact_top_k(lib.vector_store(clean=False), np.setdiff1d(index.ids(), taken), queries, 10)
+    assert recall_at(rest, truth) == 1.0
+    allowed = index.ids()[::3]
+    _, filtered = index.search(queries, 10, allowed_ids=allowed, excluded_ids=taken)
+    assert np.isin(filtered, allowed).all() and not np.isin(filtered, taken).any()
