@@ -131,12 +131,17 @@ class Unit(Base):
     """One embedded vector: a whole image, or a segment of a video (``t_start``..``t_end``)."""
 
     __tablename__ = "units"
-    # AUTOINCREMENT: SQLite never hands out the id of a deleted unit again, so an id that a
-    # client holds never silently points at another picture.
-    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy reads it from the class
+    __table_args__ = (
+        # A video's segments in time order, sought from any one of them: moments read the
+        # segments around each hit (search/moments.py). Also the lookup of an asset's units.
+        Index("ix_units_asset_time", "asset_id", "t_start", "id"),
+        # AUTOINCREMENT: SQLite never hands out the id of a deleted unit again, so an id that a
+        # client holds never silently points at another picture.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
     t_start: Mapped[float | None] = mapped_column(Float)
     t_end: Mapped[float | None] = mapped_column(Float)
     t_best: Mapped[float | None] = mapped_column(Float)

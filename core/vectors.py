@@ -189,7 +189,16 @@ class VectorStore:
         nothing added to this process's resident memory (the page cache holds the file)."""
         fd, offset = self._descriptor(path)
         size = 2 * self.dim
-        data = b"".join([os.pread(fd, size, offset + int(r) * size) for r in rows])
+        # One read per run of consecutive rows (``rows`` is sorted): a video's segments are
+        # neighbours in their shard, and moments read them side by side.
+        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+        firsts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(rows)]])
+        data = b"".join(
+            [
+                os.pread(fd, size * int(e - f), offset + int(rows[f]) * size)
+                for f, e in zip(firsts, ends, strict=True)
+            ]
+        )
         return np.frombuffer(data, dtype="<f2").reshape(len(rows), self.dim)
 
     def _descriptor(self, path: Path) -> tuple[int, int]:

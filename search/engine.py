@@ -13,6 +13,7 @@ Shared by ``glimpse search`` and the HTTP API. In order:
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,18 @@ from glimpse.search import reads
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
 from glimpse.search.fusion import rrf
-from glimpse.search.moments import SegmentTable, SequenceMatch, fit_table, sequences
+from glimpse.search.moments import (
+    Read,
+    Rows,
+    Run,
+    Seed,
+    SegmentTable,
+    SequenceMatch,
+    band,
+    fit_hits,
+    fit_table,
+    sequences,
+)
 from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, SearchQuery, Sort
 from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.relevance import RELEVANT, Calibration
@@ -60,11 +72,16 @@ class ModelNotLoaded(RuntimeError):
 
 
 class IndexSearcher(Protocol):
-    """Top-``k`` of query vectors (nq, D) in ``index``, restricted to ``allowed`` ids when given:
-    (scores, ids), each (nq, k), best first, ids -1 where fewer exist."""
+    """Top-``k`` of query vectors (nq, D) in ``index``, restricted to ``allowed`` ids when given,
+    never one of ``excluded``: (scores, ids), each (nq, k), best first, ids -1 where fewer exist."""
 
     def search(
-        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        index: VectorIndex,
+        vectors: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        excluded: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -72,9 +89,14 @@ class DirectSearch:
     """Each search on its own (the CLI; the API passes a micro-batching searcher instead)."""
 
     def search(
-        self, index: VectorIndex, vectors: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        index: VectorIndex,
+        vectors: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        excluded: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return index.search(vectors, k, allowed)
+        return index.search(vectors, k, allowed, excluded)
 
 
 @dataclass
@@ -128,7 +150,6 @@ class SearchEngine:
         self.embedder = embedder
         self.searcher: IndexSearcher = searcher or DirectSearch()
         self.index = index or IndexHolder(library)
-        self._served_ids: tuple[int, VectorIndex, np.ndarray] | None = None
         self.segments = reads.SegmentCache()
 
     @property
@@ -338,7 +359,7 @@ class SearchEngine:
             score = 0.0
             unit_id = int(unit_ids[0])
             if vector is not None:
-                stored = unit_ids[self._served(snapshot, unit_ids)]
+                stored = unit_ids[snapshot.index.contains(unit_ids)]
                 if len(stored):
                     scores = snapshot.index.vectors(stored) @ vector
                     best = int(np.argmax(scores))
@@ -350,17 +371,6 @@ class SearchEngine:
                 r.relevance = round(calibration.relevance(r.score), 4)
             found[asset_id] = [r]
         return found
-
-    def _served(self, snapshot: IndexSnapshot, unit_ids: np.ndarray) -> np.ndarray:
-        """Which of ``unit_ids`` the snapshot holds (bool mask): a binary search in its sorted ids,
-        kept per version (the catalogue may be a moment ahead of the served index)."""
-        cached = self._served_ids
-        if cached is None or cached[0] != snapshot.version or cached[1] is not snapshot.index:
-            cached = (snapshot.version, snapshot.index, np.sort(snapshot.index.ids()))
-            self._served_ids = cached
-        ids = cached[2]
-        at = np.searchsorted(ids, unit_ids)
-        return (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == unit_ids) if len(ids) else at < 0
 
     def _explain(self, page: list[Result], terms: list[str]) -> None:
         """The keyword ranking's field and highlighted snippet for each result of the page."""
@@ -405,15 +415,21 @@ class SearchEngine:
         if allowed is not None and len(allowed) == 0:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
-        fetch = min(available, max(want + want // 4, 32))  # images: one hit each; videos: grow below
-        videos: dict[int, tuple[SegmentTable, np.ndarray]] = {}  # each video's segments + scores, once
+        fetch = min(available, max(want + want // 4, 32))  # images: one hit each; videos: more below
+        grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
         typical = calibration.typical if calibration is not None else None
+        hits: list[Hit] = []
+        assets: dict[int, Asset] = {}
+        seen: list[np.ndarray] = []  # ids already returned, or inside a moment taken
         while True:
-            scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed)
-            hits, assets = reads.read_hits(self.library, ids[0], scores[0], min_score)
-            hits = [h for h in hits if h.asset_id not in skip_items and h.unit_id not in skip_units]
-            results = self._group(hits, assets, vector, videos, skip_units, typical, floor)
-            exhausted = fetch >= available or (
+            excluded = np.concatenate(seen) if seen else None
+            scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed, excluded)
+            found, more_assets = reads.read_hits(self.library, ids[0], scores[0], min_score)
+            hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
+            assets |= more_assets
+            results = self._group(hits, assets, vector, grown, skip_units, typical, floor, want)
+            returned = ids[0][ids[0] >= 0]
+            exhausted = len(returned) < fetch or (
                 min_score is not None
                 and len(scores[0]) > 0
                 and round(float(scores[0][-1]), SCORE_DECIMALS) < min_score
@@ -425,7 +441,12 @@ class SearchEngine:
                         # Words read in the picture are as good a sign as words in its title.
                         r.relevance = 1.0 if r.text_matches else round(calibration.relevance(r.score), 4)
                 return results, len(results) >= want
-            fetch = min(available, fetch * 2)
+            # The next search leaves out what this one returned and the segments of the moments
+            # taken, so it reaches new scenes rather than more seconds of the ones found (hits
+            # of one scene are one moment). Its depth follows the yield so far: hits per result.
+            seen += [returned, *(run.members for run in grown.values() if run.members is not None)]
+            per_result = len(hits) / max(len(results), 1)
+            fetch = min(available, max(32, math.ceil(1.25 * (want - len(results)) * per_result)))
 
     def _fuse_rankings(
         self,
@@ -466,47 +487,67 @@ class SearchEngine:
         hits: list[Hit],
         assets: dict[int, Asset],
         vector: np.ndarray,
-        videos: dict[int, tuple[SegmentTable, np.ndarray]],
+        grown: dict[int, Run],
         skip_units: set[int],
         typical: float | None,
         floor: float | None,
+        want: int,
     ) -> list[Result]:
-        """Images as they are; each video among the hits as the moments fitted to the query over
-        all of its segments (search/moments.py), at most ``moments_per_video`` of them."""
-        results: list[Result] = []
-        seen: set[int] = set()
-        skip = np.array(sorted(skip_units), dtype=np.int64)
+        """The first ``want`` results from the hits: images as they are, and each video hit as the
+        moment fitted to the query around it (search/moments.py ``fit_hits``), at most
+        ``moments_per_video`` a video. ``grown`` keeps the moments across calls."""
+        if typical is None:
+            typical = self._typical(vector)
+        peaks: dict[int, float] = {}
+        seeds = []
         for h in hits:
-            if h.asset_id in seen:
-                continue
-            seen.add(h.asset_id)
-            asset = assets[h.asset_id]
-            if asset.kind != Kind.VIDEO:
-                results.append(_result(asset, h.unit_id, h.score))
-                continue
-            if asset.id not in videos:
-                table, scores = self._scored_segments(asset, vector[None, :])
-                videos[asset.id] = (table, scores[:, 0])
-            table, scores = videos[asset.id]
-            if len(skip):
-                kept = ~np.isin(table.unit_id, skip)
-                table, scores = table.take(kept), scores[kept]
-            if typical is None:
-                typical = self._typical(vector)
-            fitted = fit_table(
-                asset.id,
-                table,
-                scores,
-                per_video=self.settings.moments_per_video,
-                typical=typical,
-                floor=floor,
+            video = assets[h.asset_id].kind == Kind.VIDEO and h.t_start is not None
+            seeds.append(Seed(h.asset_id, h.unit_id, h.score, h.t_start or 0.0, video))
+            if video:
+                peaks[h.asset_id] = max(peaks.get(h.asset_id, h.score), h.score)
+        # No background sample means an empty index, which has no hits: `peak` only keeps the
+        # types whole.
+        bands = {a: band(peak, peak if typical is None else typical, floor) for a, peak in peaks.items()}
+        skip = np.array(sorted(skip_units), dtype=np.int64)
+        taken = fit_hits(
+            seeds,
+            want=want,
+            per_video=self.settings.moments_per_video,
+            bands=bands,
+            read=lambda wanted: self._read_segments(wanted, vector, skip),
+            grown=grown,
+        )
+        results = [
+            _result(assets[seed.asset_id], seed.unit_id, seed.score)
+            if m is None
+            else _result(
+                assets[seed.asset_id], m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time
             )
-            for m in fitted:
-                results.append(
-                    _result(asset, m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time)
-                )
+            for seed, m in taken
+        ]
         results.sort(key=lambda r: (-r.score, r.id, r.start or 0.0))
         return results
+
+    def _read_segments(self, wanted: list[Read], vector: np.ndarray, skip: np.ndarray) -> list[Rows]:
+        """Moments' reads (search/moments.py): the segments from the catalogue, those the served
+        index holds (less ``skip``) scored against ``vector``, all in one score call."""
+        index = self.snapshot.index
+        found = reads.segments_near(self.library, wanted)
+        every = np.concatenate([table.unit_id for table, _ in found])
+        scorable = index.contains(every)
+        if len(skip):
+            scorable &= ~np.isin(every, skip)
+        scores = np.zeros(len(every))
+        scores[scorable] = index.scores(every[scorable], vector[None, :])[:, 0]
+        out, at = [], 0
+        for r, (table, complete) in zip(wanted, found, strict=True):
+            n = len(table)
+            far = (n - 1 if r.after else 0) if n else None
+            edge = None if far is None else (float(table.t_start[far]), int(table.unit_id[far]))
+            ok = scorable[at : at + n]
+            out.append(Rows(table.take(ok), scores[at : at + n][ok], edge, complete))
+            at += n
+        return out
 
     def _typical(self, vector: np.ndarray) -> float | None:
         """The query's median score over the library's background sample (None when empty)."""

@@ -29,8 +29,9 @@ for B of the same video whose start follows A's end by at most N seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +46,43 @@ to continue."""
 FLAT_SPREAD = 1e-4
 """Peak minus median below this (cosine): the video scores the same everywhere for this query, so
 it is one moment (a static shot), not noise split into pieces."""
+
+
+BLOCK = 32
+"""Segments read on each side of a hit at first; a moment that reaches the end of what was read
+reads as many again on that side (so a run of n segments takes ~log2(n / BLOCK) more reads). At
+1 segment/s, one read covers a scene of up to a minute around the hit."""
+
+
+@dataclass(frozen=True)
+class Band:
+    """What counts for one query in one video: a segment is in a moment when it scores at least
+    ``keep``; a moment continues across a cut when both neighbours score at least ``high``."""
+
+    keep: float
+    high: float
+
+
+def band(peak: float, typical: float, floor: float | None = None) -> Band:
+    """The band for a video whose best segment scores ``peak`` for a query that scores
+    ``typical`` on unrelated content (see the module; ``floor`` is a lowest score to count)."""
+    typical = min(typical, peak)
+    spread = peak - typical
+    if spread < FLAT_SPREAD:  # the same everywhere: one moment (a static shot), not noise in pieces
+        keep = high = -math.inf
+    else:
+        keep, high = peak - BAND * spread, peak - CUT_BAND * spread
+    return Band(keep if floor is None else max(keep, floor), high)
+
+
+def _joins(scores: np.ndarray, cut_before: np.ndarray, b: Band) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, joins), each (n,) bool: segment i is in a moment; segment i continues the run of
+    segment i-1 (both kept, and no cut between them unless both score high). joins[0] is False."""
+    keep = scores >= b.keep
+    high = scores >= b.high
+    joins = np.zeros(len(scores), dtype=bool)
+    joins[1:] = keep[1:] & keep[:-1] & ~(cut_before[1:] & ~(high[:-1] & high[1:]))
+    return keep, joins
 
 
 @dataclass(frozen=True)
@@ -86,8 +124,12 @@ class SegmentTable:
 
     def take(self, keep: np.ndarray) -> SegmentTable:
         """The segments where the boolean mask ``keep`` (n,) is true, still in time order."""
+        return self.take_rows(keep)
+
+    def take_rows(self, rows: np.ndarray | slice) -> SegmentTable:
+        """The segments selected by ``rows`` (a boolean mask or positions), in that order."""
         return SegmentTable(
-            self.unit_id[keep], self.t_start[keep], self.t_end[keep], self.t_best[keep], self.cut_before[keep]
+            self.unit_id[rows], self.t_start[rows], self.t_end[rows], self.t_best[rows], self.cut_before[rows]
         )
 
     def check(self) -> None:
@@ -175,20 +217,9 @@ def fit_table(
     if not len(table):
         return []
     peak = float(scores.max())
-    typical = float(np.median(scores)) if typical is None else min(typical, peak)
-    spread = peak - typical
-    if spread < FLAT_SPREAD:
-        keep = np.ones(len(scores), dtype=bool)
-        high = keep
-    else:
-        keep = scores >= peak - BAND * spread
-        high = scores >= peak - CUT_BAND * spread
-    if floor is not None:
-        keep &= scores >= floor
-    # Segment i continues the run of i-1 when both are kept, unless a cut lies between them and
-    # the scores do not stay high on both sides.
-    joins = np.zeros(len(scores), dtype=bool)
-    joins[1:] = keep[1:] & keep[:-1] & ~(table.cut_before[1:] & ~(high[:-1] & high[1:]))
+    keep, joins = _joins(
+        scores, table.cut_before, band(peak, float(np.median(scores)) if typical is None else typical, floor)
+    )
     starts = np.flatnonzero(keep & ~joins)
     if not len(starts):
         return []
@@ -212,6 +243,227 @@ def fit_table(
             )
         )
     return moments
+
+
+# -- moments grown from the hits -----------------------------------------------------------------
+# Scoring every segment of every video among the hits costs a read and a score per segment (a
+# page of an hour-long archive: ~70,000), while a moment is a run of a few dozen around a hit. The
+# runs are the same when grown outward from the hits: the band needs only the video's peak, which
+# is its best hit (an exact search returns every segment scoring above its last hit, so a video's
+# best segment is among its hits), and ``typical``, which comes from the library's background
+# sample. A run with no hit in it scores below every hit, so it can only rank after the hits
+# that were fetched; the engine fetches more hits while the page is not full.
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One hit, in the index's score order: a video segment a moment grows from (``video``), or
+    an image, taken as it is."""
+
+    asset_id: int
+    unit_id: int
+    score: float
+    t_start: float = 0.0  # seconds, for a video segment
+    video: bool = True
+
+
+@dataclass(frozen=True)
+class Read:
+    """Ask for up to ``count`` segments of one video next to the segment keyed
+    ``(t_start, unit_id)``: those after it (and it too, when ``inclusive``) or those before it."""
+
+    asset_id: int
+    t_start: float
+    unit_id: int
+    after: bool
+    count: int
+    inclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The answer to a :class:`Read`: the segments found that can be scored, in time order, and
+    their scores (n,); ``edge``, the key ``(t_start, unit_id)`` of the farthest segment read
+    (scorable or not; None when none was); ``complete``, true when fewer than asked exist, so the
+    video ends (or starts) there."""
+
+    table: SegmentTable
+    scores: np.ndarray
+    edge: tuple[float, int] | None
+    complete: bool
+
+
+Reader = Callable[[list[Read]], list[Rows]]
+"""Answers a batch of reads, one :class:`Rows` each, in order (one database round trip)."""
+
+
+@dataclass(eq=False)
+class Run:
+    """A moment being grown from one seed: the segments read around it so far; once known,
+    ``moment`` (None when the seed is below its band or gone) and the keys of its ends."""
+
+    seed: Seed
+    band: Band
+    table: SegmentTable | None = None
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    first: tuple[float, int] | None = None  # the farthest segment read before / after the seed
+    last: tuple[float, int] | None = None
+    at_start: bool = False  # nothing before `first`
+    at_end: bool = False
+    read_before: int = 0  # segments read on each side, to read as many again
+    read_after: int = 0
+    moment: Moment | None = None
+    span: tuple[tuple[float, int], tuple[float, int]] | None = None  # first and last key of the run
+    members: np.ndarray | None = None  # the unit ids of the moment's segments
+
+    def reads(self) -> list[Read]:
+        """What to read next: both sides at first, then the side(s) the run reaches the end of;
+        none once the run is known (then ``moment`` is set, or stays None: no moment here)."""
+        s = self.seed
+        if self.table is None:
+            return [
+                Read(s.asset_id, s.t_start, s.unit_id, after=False, count=BLOCK),
+                Read(s.asset_id, s.t_start, s.unit_id, after=True, count=BLOCK + 1, inclusive=True),
+            ]
+        table, scores = self.table, self.scores
+        at = np.flatnonzero(table.unit_id == s.unit_id)
+        if not len(at) or not scores[at[0]] >= self.band.keep:
+            return []  # gone from the catalogue, or below the band: no moment grows here
+        pos = int(at[0])
+        _, joins = _joins(scores, table.cut_before, self.band)
+        breaks = np.flatnonzero(~joins[1 : pos + 1])
+        lo = int(breaks[-1]) + 1 if len(breaks) else 0
+        breaks = np.flatnonzero(~joins[pos + 1 :])
+        hi = pos + int(breaks[0]) if len(breaks) else len(table) - 1
+        wanted = []
+        if lo == 0 and not self.at_start and self.first is not None:
+            wanted.append(Read(s.asset_id, *self.first, after=False, count=max(BLOCK, self.read_before)))
+        if hi == len(table) - 1 and not self.at_end and self.last is not None:
+            wanted.append(Read(s.asset_id, *self.last, after=True, count=max(BLOCK, self.read_after)))
+        if not wanted:
+            best = lo + int(np.argmax(scores[lo : hi + 1]))  # first of equals: the earliest
+            self.moment = Moment(
+                asset_id=s.asset_id,
+                start=float(table.t_start[lo]),
+                end=float(table.t_end[hi]),
+                best_time=float(table.t_best[best]),
+                score=float(scores[best]),
+                unit_id=int(table.unit_id[best]),
+            )
+            self.span = (_key(table, lo), _key(table, hi))
+            self.members = table.unit_id[lo : hi + 1]
+        return wanted
+
+    def add(self, read: Read, rows: Rows) -> None:
+        """Take the rows a read returned: before or after what is held, in time order."""
+        held = self.table if self.table is not None else rows.table.take(np.zeros(len(rows.table), bool))
+        if read.after:
+            self.table, self.scores = _concat(held, rows.table), np.concatenate([self.scores, rows.scores])
+            self.last, self.at_end = rows.edge or self.last, rows.complete
+            self.read_after += read.count
+            if self.first is None:  # the seed's own row was read: the side before starts there
+                self.first = (read.t_start, read.unit_id)
+        else:
+            self.table, self.scores = _concat(rows.table, held), np.concatenate([rows.scores, self.scores])
+            self.first, self.at_start = rows.edge or self.first, rows.complete
+            self.read_before += read.count
+            if self.last is None:
+                self.last = (read.t_start, read.unit_id)
+
+
+def _key(table: SegmentTable, i: int) -> tuple[float, int]:
+    return float(table.t_start[i]), int(table.unit_id[i])
+
+
+def _concat(a: SegmentTable, b: SegmentTable) -> SegmentTable:
+    return SegmentTable(
+        *(
+            np.concatenate([getattr(a, f), getattr(b, f)])
+            for f in ("unit_id", "t_start", "t_end", "t_best", "cut_before")
+        )
+    )
+
+
+def _grow(runs: list[Run], read: Reader) -> None:
+    """Grow every run until it is known, all runs' reads batched into one call per round."""
+    pending = [(run, r) for run in runs for r in run.reads()]
+    while pending:
+        answers = read([r for _, r in pending])
+        if len(answers) != len(pending):
+            raise ValueError(f"the reader answered {len(answers)} of {len(pending)} reads")
+        for (run, r), rows in zip(pending, answers, strict=True):
+            run.add(r, rows)
+        grown = {id(run): run for run, _ in pending}
+        pending = [(run, r) for run in grown.values() for r in run.reads()]
+
+
+def fit_hits(
+    hits: Sequence[Seed],
+    *,
+    want: int,
+    per_video: int,
+    bands: Mapping[int, Band],
+    read: Reader,
+    grown: dict[int, Run] | None = None,
+) -> list[tuple[Seed, Moment | None]]:
+    """The first ``want`` results of a page, best first, from ``hits`` in the index's score order:
+    images as they are (``None``), and for video segments the moment each one grows into
+    (:class:`Run`), skipping a hit that falls in a moment already taken, that is below its
+    video's band, or whose video already has ``per_video`` moments.
+
+    The moments are those :func:`fit_table` finds with the same band, read around the hits only
+    (see the comment above :class:`Seed`). Reads are batched: a wave grows as many hits as the
+    page still needs, one per video, all at once; the next wave fills the room left by hits that
+    fell in a moment already taken. ``bands`` maps each video among the hits to its band; ``grown``
+    keeps runs across calls (the engine calls again with more hits when the page is not full).
+    Raises ValueError for a ``per_video`` below 1.
+    """
+    if per_video < 1:
+        raise ValueError(f"per_video must be at least 1, got {per_video!r}")
+    grown = {} if grown is None else grown
+    taken: list[tuple[Seed, Moment | None]] = []
+    items: set[int] = set()
+    spans: dict[int, list[tuple[tuple[float, int], tuple[float, int]]]] = defaultdict(list)
+
+    def covered(seed: Seed) -> bool:
+        key = (seed.t_start, seed.unit_id)
+        return len(spans[seed.asset_id]) >= per_video or any(a <= key <= b for a, b in spans[seed.asset_id])
+
+    def full() -> bool:  # the page holds `want` results, and no hit left can beat the last one
+        if len(taken) < want:
+            return False
+        last = sorted((s.score for s, _ in taken), reverse=True)[want - 1]
+        return not pending or hits[pending[0]].score < last
+
+    pending = list(range(len(hits)))  # hits not yet decided, in score order
+    while pending and not full():
+        wave: list[Run] = []
+        in_wave: set[int] = set()
+        later: list[int] = []
+        for at in pending:
+            seed = hits[at]
+            if len(wave) >= max(1, want - len(taken)) or seed.asset_id in in_wave:
+                # One hit per video a wave: hits of one video often fall in one moment, which
+                # the next wave then skips instead of reading it again.
+                later.append(at)
+            elif not seed.video:
+                if seed.asset_id not in items:
+                    items.add(seed.asset_id)
+                    taken.append((seed, None))
+            elif not covered(seed) and seed.score >= bands[seed.asset_id].keep:
+                run = grown.get(seed.unit_id)
+                if run is None or run.band != bands[seed.asset_id]:
+                    run = grown[seed.unit_id] = Run(seed, bands[seed.asset_id])
+                wave.append(run)
+                in_wave.add(seed.asset_id)
+        pending = later
+        _grow([run for run in wave if run.moment is None and run.span is None], read)
+        for run in wave:
+            if run.moment is not None and run.span is not None and not covered(run.seed):
+                spans[run.seed.asset_id].append(run.span)
+                taken.append((run.seed, run.moment))
+    taken.sort(key=lambda t: -t[0].score if t[1] is None else -t[1].score)
+    return taken[:want]
 
 
 def sequences(steps: Sequence[Sequence[Moment]], within: float) -> list[SequenceMatch]:

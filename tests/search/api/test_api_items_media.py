@@ -276,7 +276,9 @@ def test_paths_are_relative_to_their_media_folder_everywhere_unless_full_paths_i
         settings = served.settings.model_copy(update={"full_paths": full})
         with TestClient(create_app(settings)) as c:
             item = c.get(f"/v1/items/{item_id}").json()
-            hits = c.get("/v1/search", params={"q": "a shirt", "k": 200, "media": "image"}).json()["results"]
+            # Vector mode: every image is in its ranking (hybrid takes the top FUSION_DEPTH of it).
+            params = {"q": "a shirt", "k": 200, "media": "image", "mode": "vector"}
+            hits = c.get("/v1/search", params=params).json()["results"]
             similar = c.get(f"/v1/items/{item_id}/similar", params={"k": 200}).json()["results"]
         assert item["path"] == expected
         shown = [h["path"] for h in hits + similar]

@@ -1,0 +1,180 @@
+"""Moments over an archive in a real library (SQLite and PostgreSQL, the FAISS index, vectors read
+from the shards): the search's moments, grown from its hits, are the moments of fitting every
+segment of every video (the method before growth, kept as the oracle), page after page, and the
+reads around the hits use the (asset_id, t_start) index instead of walking a video."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from sqlalchemy import insert
+
+from glimpse.core.catalogue import Asset, Unit, utcnow
+from glimpse.core.library import Library
+from glimpse.core.models import ModelRef
+from glimpse.core.vocabulary import Kind, Status
+from glimpse.search import reads
+from glimpse.search.engine import SearchEngine
+from glimpse.search.moments import Read, fit_table
+from glimpse.search.query import SearchQuery
+
+DIM = 32
+VIDEOS = 8
+SECONDS = 600  # per video, one segment a second
+TOPICS = 12
+
+
+class QueryVectors:
+    """Query "i" is the i-th vector: the fitting is under test here, not the text encoder."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def text(self, text: str) -> np.ndarray:
+        return self.vectors[int(text)]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def archive(make_settings):  # type: ignore[no-untyped-def]
+    """Videos made of scenes (5-90 s, a cut before each), each scene a noisy copy of a topic."""
+    rng = np.random.default_rng(0)
+    topics = _unit(rng.standard_normal((TOPICS, DIM)))
+    settings = make_settings()
+    library = Library(settings)
+    with library.writer_lock():
+        library.bind_model(ModelRef("archive", None), DIM)
+        store = library.vector_store()
+        now = utcnow()
+        with library.Session.begin() as s:
+            for v in range(VIDEOS):
+                asset_id = s.execute(
+                    insert(Asset).returning(Asset.id),
+                    {
+                        "path": f"/archive/{v}.mp4",
+                        "kind": Kind.VIDEO,
+                        "size": 1,
+                        "mtime_ns": 1,
+                        "status": Status.INDEXED,
+                        "indexed_at": now,
+                        "updated_at": now,
+                        "duration": float(SECONDS),
+                    },
+                ).scalar_one()
+                rows, vectors, t = [], [], 0
+                while t < SECONDS:
+                    length = min(int(rng.integers(5, 91)), SECONDS - t)
+                    topic = topics[rng.integers(0, TOPICS)]
+                    vectors.append(_unit(topic + 0.5 * rng.standard_normal((length, DIM)) / np.sqrt(DIM) * 4))
+                    rows += [
+                        {
+                            "asset_id": asset_id,
+                            "t_start": float(t + j),
+                            "t_end": float(t + j + 1),
+                            "t_best": t + j + 0.5,
+                            "shot_start": j == 0 and t > 0,
+                        }
+                        for j in range(length)
+                    ]
+                    t += length
+                ids = (
+                    s.execute(insert(Unit).returning(Unit.id, sort_by_parameter_order=True), rows)
+                    .scalars()
+                    .all()
+                )
+                store.append(np.asarray(ids, dtype=np.int64), np.concatenate(vectors))
+        library.rebuild_index()
+    queries = _unit(topics + 0.6 * rng.standard_normal((TOPICS, DIM)) / np.sqrt(DIM) * 4)
+    engine = SearchEngine(library, settings, QueryVectors(queries))  # type: ignore[arg-type]
+    yield engine
+    library.close()
+
+
+def oracle(engine: SearchEngine, query: int) -> list[tuple]:
+    """Every video's moments from all of its segments (fit_table), best first."""
+    vector = engine.embedder.text(str(query))  # type: ignore[union-attr]
+    typical = engine._typical(vector)
+    found = []
+    with engine.library.Session() as s:
+        videos = list(s.scalars(Asset.__table__.select().with_only_columns(Asset.id)))
+    for asset_id in videos:
+        asset, _ = reads.get_item(engine.library, asset_id)
+        table, scores = engine._scored_segments(asset, vector[None, :])
+        per_video = engine.settings.moments_per_video
+        found += [
+            (m.asset_id, m.start, m.end, m.best_time, m.unit_id, m.score)
+            for m in fit_table(asset_id, table, scores[:, 0], per_video=per_video, typical=typical)
+        ]
+    return sorted(found, key=lambda f: (-f[5], f[0], f[1]))
+
+
+def shown(engine: SearchEngine, query: int, k: int, offset: int = 0) -> list[tuple]:
+    page = engine.search(SearchQuery(q=str(query), k=k, offset=offset, media="video", mode="vector"))
+    return [(r.id, r.start, r.end, r.best_time, r.unit_id, r.score) for r in page.results]
+
+
+def same(got: list[tuple], expected: list[tuple]) -> bool:
+    """The same moments; scores equal up to float32 summation order (one matrix product per
+    video there, one per batch of reads here)."""
+    return [g[:5] for g in got] == [e[:5] for e in expected] and np.allclose(
+        [g[5] for g in got], [e[5] for e in expected], atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("query", range(0, TOPICS, 3))
+def test_the_moments_grown_from_the_hits_are_those_of_fitting_every_segment_page_after_page(archive, query):  # type: ignore[no-untyped-def]
+    expected = oracle(archive, query)
+    assert same(shown(archive, query, k=7), expected[:7])
+    assert same(shown(archive, query, k=7, offset=7), expected[7:14])
+    assert same(shown(archive, query, k=30), expected[:30])
+
+
+def test_segments_near_reads_before_and_after_in_time_order_to_the_video_s_ends(archive):  # type: ignore[no-untyped-def]
+    library = archive.library
+    with library.Session() as s:
+        asset_id, unit_id, t = s.execute(
+            Unit.__table__.select()
+            .with_only_columns(Unit.asset_id, Unit.id, Unit.t_start)
+            .where(Unit.t_start == 100.0)
+        ).first()
+    before, after, start, end = reads.segments_near(
+        library,
+        [
+            Read(asset_id, t, unit_id, after=False, count=5),
+            Read(asset_id, t, unit_id, after=True, count=5, inclusive=True),
+            Read(asset_id, 3.0, unit_id - 97, after=False, count=10),
+            Read(asset_id, SECONDS - 3.0, unit_id + SECONDS - 103, after=True, count=10),
+        ],
+    )
+    assert before[0].t_start.tolist() == [95.0, 96.0, 97.0, 98.0, 99.0] and not before[1]
+    assert after[0].t_start.tolist() == [100.0, 101.0, 102.0, 103.0, 104.0] and not after[1]
+    assert after[0].unit_id[0] == unit_id
+    assert start[0].t_start.tolist() == [0.0, 1.0, 2.0] and start[1]  # fewer than asked: the start
+    assert end[0].t_start.tolist() == [SECONDS - 2.0, SECONDS - 1.0] and end[1]
+
+
+def test_a_video_search_reads_segments_by_index_not_by_walking_the_table(archive, monkeypatch):  # type: ignore[no-untyped-def]
+    if archive.library.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner is checked; PostgreSQL plans from its statistics")
+    asked: list[list[Read]] = []
+    real = reads.segments_near
+
+    def record(library, wanted):  # type: ignore[no-untyped-def]
+        asked.append(list(wanted))
+        return real(library, wanted)
+
+    monkeypatch.setattr(reads, "segments_near", record)
+    assert shown(archive, 0, k=10)
+    assert asked, "the search read segments around its hits"
+    with archive.library.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        for wanted in asked:
+            statement, parameters = reads.near_statement(wanted, "named")
+            plan = " | ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert not re.search(r"SCAN units\b", plan), plan
+            assert plan.count("USING INDEX ix_units_asset_time") == len(wanted), plan
