@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from glimpse.core import fulltext
+from glimpse.core import fulltext, ocr_text
 from glimpse.core.catalogue import Asset
 from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
@@ -415,19 +415,29 @@ class SearchEngine:
         if allowed is not None and len(allowed) == 0:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
-        fetch = min(available, max(want + want // 4, 32))  # images: one hit each; videos: more below
+        asked = want
+        if q.q and q.q.strip() and self._reads_text(q.q):
+            # Fused with the text read in pictures by rank (_fuse_rankings), the vector ranking
+            # needs the same depth on every page, as hybrid's does, or pages disagree.
+            want = max(want, FUSION_DEPTH)
+        # Images: one hit each. Videos: later searches leave out what is taken (below). Not more
+        # up front: a large index re-ranks k_factor rows for every hit asked for (320 at 5M).
+        fetch = min(available, want + want // 4)
         grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
         typical = calibration.typical if calibration is not None else None
         hits: list[Hit] = []
         assets: dict[int, Asset] = {}
         seen: list[np.ndarray] = []  # ids already returned, or inside a moment taken
+        left_out: set[int] = set()  # the runs (by seed) whose segments `seen` holds
         while True:
             excluded = np.concatenate(seen) if seen else None
             scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed, excluded)
             found, more_assets = reads.read_hits(self.library, ids[0], scores[0], min_score)
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
-            results = self._group(hits, assets, vector, grown, skip_units, typical, floor, want)
+            results = self._group(
+                hits, assets, vector, grown, skip_units, typical, floor, want, snapshot.index
+            )
             returned = ids[0][ids[0] >= 0]
             exhausted = len(returned) < fetch or (
                 min_score is not None
@@ -440,13 +450,22 @@ class SearchEngine:
                     for r in results:
                         # Words read in the picture are as good a sign as words in its title.
                         r.relevance = 1.0 if r.text_matches else round(calibration.relevance(r.score), 4)
-                return results, len(results) >= want
+                return results, len(results) >= asked
             # The next search leaves out what this one returned and the segments of the moments
             # taken, so it reaches new scenes rather than more seconds of the ones found (hits
             # of one scene are one moment). Its depth follows the yield so far: hits per result.
-            seen += [returned, *(run.members for run in grown.values() if run.members is not None)]
+            seen.append(returned)
+            for unit_id, run in grown.items():
+                if run.members is not None and unit_id not in left_out:
+                    left_out.add(unit_id)
+                    seen.append(run.members)
             per_result = len(hits) / max(len(results), 1)
-            fetch = min(available, max(32, math.ceil(1.25 * (want - len(results)) * per_result)))
+            fetch = min(available, max(8, math.ceil(1.25 * (want - len(results)) * per_result)))
+
+    def _reads_text(self, query: str) -> bool:
+        """Whether any text read in the library's pictures matches ``query`` (one indexed lookup)."""
+        with self.library.Session() as s:
+            return bool(ocr_text.search(s, query, limit=1))
 
     def _fuse_rankings(
         self,
@@ -492,6 +511,7 @@ class SearchEngine:
         typical: float | None,
         floor: float | None,
         want: int,
+        index: VectorIndex,
     ) -> list[Result]:
         """The first ``want`` results from the hits: images as they are, and each video hit as the
         moment fitted to the query around it (search/moments.py ``fit_hits``), at most
@@ -505,8 +525,7 @@ class SearchEngine:
             seeds.append(Seed(h.asset_id, h.unit_id, h.score, h.t_start or 0.0, video))
             if video:
                 peaks[h.asset_id] = max(peaks.get(h.asset_id, h.score), h.score)
-        # No background sample means an empty index, which has no hits: `peak` only keeps the
-        # types whole.
+        # No background sample means an empty index, which has no hits (the peak stands in).
         bands = {a: band(peak, peak if typical is None else typical, floor) for a, peak in peaks.items()}
         skip = np.array(sorted(skip_units), dtype=np.int64)
         taken = fit_hits(
@@ -514,7 +533,7 @@ class SearchEngine:
             want=want,
             per_video=self.settings.moments_per_video,
             bands=bands,
-            read=lambda wanted: self._read_segments(wanted, vector, skip),
+            read=lambda wanted: self._read_segments(index, wanted, vector, skip),
             grown=grown,
         )
         results = [
@@ -528,10 +547,11 @@ class SearchEngine:
         results.sort(key=lambda r: (-r.score, r.id, r.start or 0.0))
         return results
 
-    def _read_segments(self, wanted: list[Read], vector: np.ndarray, skip: np.ndarray) -> list[Rows]:
-        """Moments' reads (search/moments.py): the segments from the catalogue, those the served
-        index holds (less ``skip``) scored against ``vector``, all in one score call."""
-        index = self.snapshot.index
+    def _read_segments(
+        self, index: VectorIndex, wanted: list[Read], vector: np.ndarray, skip: np.ndarray
+    ) -> list[Rows]:
+        """Moments' reads (search/moments.py): the segments from the catalogue, those ``index``
+        (the search's snapshot) holds, less ``skip``, scored against ``vector`` in one call."""
         found = reads.segments_near(self.library, wanted)
         every = np.concatenate([table.unit_id for table, _ in found])
         scorable = index.contains(every)

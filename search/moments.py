@@ -1,11 +1,12 @@
 """Moments: where in a video the query keeps matching, with boundaries fitted to the query.
 
 An analyst asking for "a blue square" in a video that shows one from 10 s to 20 s wants one moment,
-10-20 s: not two halves of the scene, and not the whole video. So a moment is not grown from the
-few hits an index search happened to return. For each video among the top hits, *every* segment
-of the video is scored against the query (the vectors are stored; a video has at most a few
-thousand segments), and a moment is a maximal run of consecutive segments whose score stays near
-the video's peak for this query:
+10-20 s: not two halves of the scene, and not the whole video. So a moment is not the few hits
+an index search happened to return, merged: it is a maximal run of consecutive segments of the
+video, scored against the query from their stored vectors, whose score stays near the video's
+peak for this query. :func:`fit_table` finds the runs of a whole video; :func:`fit_hits` finds
+the same runs by reading outward from each hit, which is what a search does (see the comment
+above :class:`Seed`):
 
 * **The band.** A segment belongs to a moment when its score is at least
   ``peak - BAND * (peak - typical)``, where ``typical`` is what the query scores on unrelated
