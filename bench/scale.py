@@ -323,6 +323,46 @@ def measure_visibility(big: Path) -> dict[str, float]:
     }
 
 
+def measure_engine(big: Path, queries: int = 24) -> dict[str, float]:
+    """In process: the search engine the API runs (text encoding, index, catalogue reads, fusion),
+    p50 in vector and in hybrid mode, beside the floor HTTP is compared with (encoding + one
+    10-hit index search), all on the big library."""
+    import statistics
+
+    from glimpse.core.encoder import Encoder
+    from glimpse.core.library import Library
+    from glimpse.core.settings import Settings
+    from glimpse.search.embedding import QueryEmbedder
+    from glimpse.search.engine import SearchEngine
+    from glimpse.search.query import SearchQuery
+
+    library = Library(Settings(data_dir=big))
+    encoder = Encoder(MODEL, RANDOM_INIT, device="cpu", text_cache_size=0).load()
+    engine = SearchEngine(library, library.settings, QueryEmbedder(encoder))
+    texts = [
+        f"{w} {i}"
+        for i, w in enumerate(["red shoes", "a cat on a sofa", "mountain lake", "blue car"] * (queries // 4))
+    ]
+    out: dict[str, float] = {}
+    for mode in ("vector", "hybrid"):
+        engine.search(SearchQuery(q="warm up", mode=mode))
+        times = []
+        for text in texts:
+            t = time.perf_counter()
+            engine.search(SearchQuery(q=f"{text} {mode}", mode=mode, k=10))
+            times.append((time.perf_counter() - t) * 1000)
+        out[f"engine_{mode}_p50_ms"] = statistics.median(times)
+    index = engine.snapshot.index
+    times = []
+    for text in texts:
+        t = time.perf_counter()
+        index.search(encoder.encode_texts([f"{text} floor"]), 10)
+        times.append((time.perf_counter() - t) * 1000)
+    out["encode_search_p50_ms"] = statistics.median(times)
+    library.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the big library")
@@ -330,6 +370,11 @@ def main() -> None:
     ap.add_argument("--index", default="auto", help="index setting for the big library (GLIMPSE_INDEX)")
     ap.add_argument("--queries", type=int, default=100, help="queries of each kind")
     ap.add_argument("--http", action="store_true", help="also measure the API over HTTP")
+    ap.add_argument(
+        "--engine",
+        action="store_true",
+        help="only time the search engine in process (vector and hybrid) on the library already in --dir",
+    )
     ap.add_argument(
         "--visibility",
         action="store_true",
@@ -345,6 +390,9 @@ def main() -> None:
     big, small = args.dir / f"big-{args.n}", args.dir / "small"
     if args.visibility:
         print(json.dumps(measure_visibility(big), indent=2))
+        return
+    if args.engine:
+        print(json.dumps(measure_engine(big), indent=2))
         return
     print(f"building {args.n:,} clustered {DIM}-d vectors into {big} ...", flush=True)
     build_s = build(big, args.n, args.index)
