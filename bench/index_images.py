@@ -319,7 +319,7 @@ def main() -> None:
 if __name__ == "__main__":
     # The same OpenMP setting `glimpse index` uses, made before torch and FAISS load, so both
     # measurements run the way the indexer does.
-    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+    from glimpse.core.runtime import let_idle_threads_sleep
 
-    let_idle_openmp_threads_sleep()
+    let_idle_threads_sleep()
     main()

@@ -32,7 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from glimpse.core.runtime import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # before numpy, torch and FAISS load, as `glimpse serve` does
+import numpy as np  # noqa: E402
 
 
 def main() -> None:

@@ -203,9 +203,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+    from glimpse.core.runtime import let_idle_threads_sleep
 
-    let_idle_openmp_threads_sleep()
+    let_idle_threads_sleep()
     from glimpse.core.encoder import Encoder
 
     workers = os.cpu_count() or 1

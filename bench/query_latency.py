@@ -531,7 +531,7 @@ def main() -> None:
 if __name__ == "__main__":
     # The same OpenMP setting `glimpse serve` uses, made before torch and FAISS load, so the
     # in-process floor is measured the way the server runs.
-    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+    from glimpse.core.runtime import let_idle_threads_sleep
 
-    let_idle_openmp_threads_sleep()
+    let_idle_threads_sleep()
     main()

@@ -1,4 +1,4 @@
-"""Process-wide runtime settings that must be made before torch or FAISS load."""
+"""Process-wide runtime settings that must be made before numpy, torch or FAISS load."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ import os
 # bridge the microseconds between the operators of one forward pass, far short of libgomp's
 # default (300,000) or OMP_WAIT_POLICY=ACTIVE (spins for seconds).
 IDLE_SPINS = 10_000
+BLAS_IDLE_TIMEOUT = 4  # OpenBLAS: idle threads spin 2^this cycles before they sleep (default 28)
 
 
-def let_idle_openmp_threads_sleep() -> None:
-    """Idle OpenMP threads sleep after a short spin instead of spinning on; explicit settings win.
+def let_idle_threads_sleep() -> None:
+    """Idle OpenMP and OpenBLAS threads sleep after a short spin instead of spinning on; explicit
+    settings win.
 
-    Call it before torch or FAISS is imported: their OpenMP runtimes read it once, at load.
+    Call it before numpy, torch or FAISS is imported: their thread pools read it once, at load.
     Spinning threads look busy to the scheduler, so nothing else runs in their idle moments:
     in the query service they starved the threads doing work (text encoding 8-10x slower on 2
     busy cores, bench/RESULTS-query.md); in the indexer they kept the decoders (which run at a
     lower priority) from using the model's idle time. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
     costs a wake-up between every two operators instead: a short query's text encoding took
     ~15% longer that way (bench/query_latency.py --encoding-only).
+
+    numpy's OpenBLAS has its own pool, which spins for 2^28 cycles (~0.1 s) after each matrix
+    product: the search engine's small products (the relevance calibration, re-ranking) left it
+    spinning through the next query's text encoding, and a search took 56 ms in process where
+    its encoding and index search took 20 (bench/scale.py --engine, 1,000 vectors). At
+    ``OPENBLAS_THREAD_TIMEOUT`` 4 (2^4 cycles, OpenBLAS's minimum) it took 18 ms.
     """
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", str(IDLE_SPINS))
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_IDLE_TIMEOUT))

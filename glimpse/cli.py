@@ -177,9 +177,9 @@ def index(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Index images and videos below PATHS (incremental: unchanged files are skipped)."""
-    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+    from glimpse.core.runtime import let_idle_threads_sleep
 
-    let_idle_openmp_threads_sleep()  # before torch and FAISS load
+    let_idle_threads_sleep()  # before torch and FAISS load
     from glimpse.core.fsutil import DiskFull
     from glimpse.core.index import IndexSpecError
     from glimpse.core.library import LibraryBusy
@@ -652,9 +652,9 @@ def demo(
     ] = True,
 ) -> None:
     """Offline demo: generate a catalogue and videos, index them with glimpse-demo, serve API + UI."""
-    from glimpse.core.runtime import let_idle_openmp_threads_sleep
+    from glimpse.core.runtime import let_idle_threads_sleep
 
-    let_idle_openmp_threads_sleep()  # before torch and FAISS load
+    let_idle_threads_sleep()  # before torch and FAISS load
     from glimpse.core.library import LibraryBusy, ModelMismatch
     from glimpse.demo import PortTaken, build_demo_library, check_port_free, serve_demo
 

@@ -302,9 +302,9 @@ class EmbedActor:
     """
 
     def __init__(self, model: str, pretrained: str | None, device: str, threads: int = 0) -> None:
-        from glimpse.core.runtime import let_idle_openmp_threads_sleep
+        from glimpse.core.runtime import let_idle_threads_sleep
 
-        let_idle_openmp_threads_sleep()  # before torch loads, as `glimpse index` does
+        let_idle_threads_sleep()  # before torch loads, as `glimpse index` does
         import torch
 
         from glimpse.core.encoder import Encoder

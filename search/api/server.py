@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from glimpse.core.runtime import let_idle_openmp_threads_sleep
+from glimpse.core.runtime import let_idle_threads_sleep
 from glimpse.core.settings import Settings
 
 log = logging.getLogger("glimpse.api")
@@ -40,7 +40,7 @@ def check_bind(settings: Settings, insecure: bool = False) -> None:
 def run_server(settings: Settings, insecure: bool = False) -> None:
     """Serve the API on ``settings.host:settings.port`` until interrupted."""
     check_bind(settings, insecure)
-    let_idle_openmp_threads_sleep()  # before torch and FAISS load
+    let_idle_threads_sleep()  # before torch and FAISS load
     import uvicorn
 
     from glimpse.search.api.app import create_app
