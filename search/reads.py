@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 
 from glimpse.core.catalogue import Asset, IndexRun, Unit, indexed_units
 from glimpse.core.library import IndexSnapshot, Library
@@ -262,6 +262,22 @@ def indexed_unit(library: Library, unit_id: int) -> Unit:
     return unit
 
 
+# The distinct categories by a skip scan: each step seeks the next category in its index, so the
+# cost grows with the categories, not the items (SELECT DISTINCT read all 5M index entries: 315 ms).
+# Static SQL, the same on SQLite and PostgreSQL (neither plans DISTINCT this way by itself).
+DISTINCT_CATEGORIES = text(
+    f"""
+    WITH RECURSIVE c(category) AS (
+        SELECT min(category) FROM {Asset.__tablename__}
+        UNION ALL
+        SELECT (SELECT min(category) FROM {Asset.__tablename__} WHERE category > c.category)
+        FROM c WHERE c.category IS NOT NULL
+    )
+    SELECT category FROM c WHERE category IS NOT NULL
+    """
+)
+
+
 def library_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
     """Counts by kind, failures, model, index, facets and the last run (``GET /v1/stats``)."""
     with library.Session() as s:
@@ -272,12 +288,10 @@ def library_stats(library: Library, snapshot: IndexSnapshot) -> dict[str, Any]:
         )
         failed = s.scalar(select(func.count()).select_from(Asset).where(Asset.status == Status.FAILED)) or 0
         last = s.scalar(select(IndexRun).order_by(IndexRun.id.desc()).limit(1))
-        categories = list(
-            s.scalars(
-                select(Asset.category).where(Asset.category.is_not(None)).distinct().order_by(Asset.category)
-            )
-        )
-        price = s.execute(select(func.min(Asset.price), func.max(Asset.price))).one()
+        categories = list(s.scalars(DISTINCT_CATEGORIES))
+        # One aggregate a statement: SQLite answers a lone min() or max() from the index's end,
+        # but scans the whole index for both together (512 ms at 5M items).
+        price = (s.scalar(select(func.min(Asset.price))), s.scalar(select(func.max(Asset.price))))
     info = library.model_info()
     return {
         "items": {kind.value: by_kind.get(kind, 0) for kind in Kind},
