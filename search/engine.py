@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from glimpse.core import fulltext, ocr_text
+from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset
 from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
+from glimpse.core.ocr_text import TextHit
 from glimpse.core.settings import Settings
 from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
@@ -49,6 +50,7 @@ from glimpse.search.reads import SCORE_DECIMALS, Hit
 from glimpse.search.relevance import RELEVANT, Calibration
 from glimpse.search.snapshots import IndexHolder
 from glimpse.search.text_ranking import fuse_ocr
+from glimpse.search.text_ranking import text_hits as text_hits_of
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -416,9 +418,11 @@ class SearchEngine:
             return [], False
         available = len(snapshot.index) if allowed is None else len(allowed)
         asked = want
-        if q.q and q.q.strip() and self._reads_text(q.q):
-            # Fused with the text read in pictures by rank (_fuse_rankings), the vector ranking
-            # needs the same depth on every page, as hybrid's does, or pages disagree.
+        # Read once, at the depth a fused ranking has (the limit decides ties, so the same on
+        # every page): fused with the text read in pictures by rank (_fuse_rankings), the vector
+        # ranking needs the same depth on every page, as hybrid's does, or pages disagree.
+        text_hits = text_hits_of(self.library, q.q, max(want, FUSION_DEPTH)) if q.q and q.q.strip() else []
+        if text_hits:
             want = max(want, FUSION_DEPTH)
         # Images: one hit each. Videos: later searches leave out what is taken (below). Not more
         # up front: a large index re-ranks k_factor rows for every hit asked for (320 at 5M).
@@ -445,7 +449,9 @@ class SearchEngine:
                 and round(float(scores[0][-1]), SCORE_DECIMALS) < min_score
             )
             if len(results) >= want or exhausted:
-                results = self._fuse_rankings(q, vector, results, allowed, skip_items, skip_units, want)
+                results = self._fuse_rankings(
+                    q, vector, results, allowed, skip_items, skip_units, want, text_hits
+                )
                 if calibration is not None:
                     for r in results:
                         # Words read in the picture are as good a sign as words in its title.
@@ -462,11 +468,6 @@ class SearchEngine:
             per_result = len(hits) / max(len(results), 1)
             fetch = min(available, max(8, math.ceil(1.25 * (want - len(results)) * per_result)))
 
-    def _reads_text(self, query: str) -> bool:
-        """Whether any text read in the library's pictures matches ``query`` (one indexed lookup)."""
-        with self.library.Session() as s:
-            return bool(ocr_text.search(s, query, limit=1))
-
     def _fuse_rankings(
         self,
         q: SearchQuery,
@@ -476,10 +477,11 @@ class SearchEngine:
         skip_items: set[int],
         skip_units: set[int],
         want: int,
+        text_hits: list[TextHit],
     ) -> list[Result]:
         """A text query's vector ranking fused (RRF, search/fusion.py) with the other rankings of its
-        words: the text read in pictures (search/text_ranking.py)."""
-        if not (q.q and q.q.strip()):
+        words: the text read in pictures (search/text_ranking.py), whose hits are ``text_hits``."""
+        if not (q.q and q.q.strip() and text_hits):
             return results
         return fuse_ocr(
             self.library,
@@ -492,6 +494,7 @@ class SearchEngine:
             skip_items=skip_items,
             skip_units=skip_units,
             want=want,
+            hits=text_hits,
         )
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:

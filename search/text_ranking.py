@@ -17,6 +17,7 @@ import numpy as np
 
 from glimpse.core import ocr_text
 from glimpse.core.library import Library
+from glimpse.core.ocr_text import TextHit
 from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
 from glimpse.search.fusion import rrf
@@ -42,6 +43,12 @@ def ocr_label(text: str, time: float | None) -> str:
     return f"OCR: '{shown}' at {whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def text_hits(library: Library, query: str, want: int) -> list[TextHit]:
+    """The OCR hits a ranking of ``want`` results fuses: ``TEXT_CANDIDATES`` more than it shows."""
+    with library.Session() as s:
+        return ocr_text.search(s, query, TEXT_CANDIDATES + want)
+
+
 def fuse_ocr(
     library: Library,
     index: VectorIndex,
@@ -54,10 +61,12 @@ def fuse_ocr(
     skip_items: set[int] | frozenset[int] = frozenset(),
     skip_units: set[int] | frozenset[int] = frozenset(),
     want: int = 0,
+    hits: list[TextHit] | None = None,
 ) -> list[Result]:
     """``results`` (the vector ranking, best first) fused with the OCR ranking of ``query``; a
     result only found by its text gets the cosine of its unit as its ``score``. Without text
-    matches, ``results`` come back as they are."""
+    matches, ``results`` come back as they are. ``hits``: :func:`text_hits` of ``query`` when the
+    caller has read them already."""
     by_key: dict[ResultKey, Result] = {(r.id, r.start): r for r in results}
     ranked = ocr_ranking(
         library,
@@ -70,6 +79,7 @@ def fuse_ocr(
         skip_items=skip_items,
         skip_units=skip_units,
         want=want,
+        hits=hits,
     )
     if not ranked:
         return results
@@ -98,12 +108,13 @@ def ocr_ranking(
     skip_items: set[int] | frozenset[int] = frozenset(),
     skip_units: set[int] | frozenset[int] = frozenset(),
     want: int = 0,
+    hits: list[TextHit] | None = None,
 ) -> list[ResultKey]:
     """The keys of the results whose text matches ``query``, best first. Each hit is placed on the
     result it belongs to in ``by_key`` (the results so far, by ``(id, start)``), which gets a
     ``text_matches`` entry; a hit no result covers becomes a new result, added to ``by_key``."""
-    with library.Session() as s:
-        hits = ocr_text.search(s, query, TEXT_CANDIDATES + want)
+    if hits is None:
+        hits = text_hits(library, query, want)
     if not hits:
         return []
     ids = np.array([h.unit_id for h in hits], dtype=np.int64)
