@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     index: str = Field(
         default="auto",
         description="index type: auto (exact up to 100,000 vectors, then IVF-PQ re-ranked exactly), "
-        "flat, ivf, or a FAISS index-factory string such as IVF4096,PQ128x4fs",
+        "flat, ivf, or a FAISS index-factory string such as IVF4096,PQ256x4fs",
     )
     moments_per_video: int = Field(default=3, ge=1)
 

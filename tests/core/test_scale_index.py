@@ -10,7 +10,16 @@ import pytest
 
 from conftest import tiny_settings
 from glimpse.core import index as index_module
-from glimpse.core.index import IndexSpecError, VectorIndex, choose_factory, exact_top_k, recall_at
+from glimpse.core.index import (
+    IndexSpecError,
+    VectorIndex,
+    choose_factory,
+    exact_top_k,
+    held_out_queries,
+    recall_at,
+    rerank_depth,
+    without_self,
+)
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
 from glimpse.indexer.bulk import import_vectors
@@ -48,13 +57,45 @@ def _import(lib: Library, start: int, vectors: np.ndarray) -> None:
 def test_the_index_type_follows_the_size_and_the_setting():
     assert choose_factory(1000, 512) == "Flat"
     assert choose_factory(index_module.AUTO_FLAT_MAX + 1, 512).startswith("IVF")
-    # autofaiss's rule: the power of two nearest 4*sqrt(N) lists; D/4 4-bit sub-quantisers
-    assert choose_factory(1_000_000, 512) == "IVF4096,PQ128x4fs"
-    assert choose_factory(5_000_000, 512) == "IVF8192,PQ128x4fs"
+    # autofaiss's rule: the power of two nearest 4*sqrt(N) lists; D/2 4-bit sub-quantisers
+    assert choose_factory(1_000_000, 512) == "IVF4096,PQ256x4fs"
+    assert choose_factory(5_000_000, 512) == "IVF8192,PQ256x4fs"
     assert choose_factory(1_000_000, 512, "flat") == "Flat"
     assert choose_factory(10, 512, "IVF1,SQ8") == "IVF1,SQ8"
     with pytest.raises(IndexSpecError, match="cannot build index 'IVF,nonsense'"):
         choose_factory(10, 512, "IVF,nonsense")
+
+
+def test_the_tuned_depth_covers_the_first_ten_hits_and_deep_hits_get_a_fixed_share():
+    # the tuning measures recall@10 at k_factor candidates a hit; hits 11.. (a hybrid search's 50,
+    # a page of moments) each add DEEP_FACTOR, not k_factor: 3,800 rows for k=50 at 320, not 16,000
+    assert rerank_depth(1, 320) == 320
+    assert rerank_depth(10, 320) == 3200
+    assert rerank_depth(50, 320) == 3200 + 40 * index_module.DEEP_FACTOR
+    assert rerank_depth(50, index_module.DEEP_FACTOR) == 50 * index_module.DEEP_FACTOR  # uniform
+
+
+def test_held_out_queries_come_from_stored_rows_that_are_left_out_of_their_truth(make_library):
+    lib = make_library(index="flat")
+    _import(lib, 0, clustered(600))
+    store = lib.vector_store(clean=False)
+    ids = lib.open_index().index.ids()
+    image, image_ids, text, text_ids = held_out_queries(store, ids, 40)
+    assert len(image) == len(image_ids) == len(text) == len(text_ids) == 20
+    assert not np.isin(image_ids, text_ids).any()
+    np.testing.assert_allclose(image, store.rows(image_ids), atol=1e-3)  # the stored rows themselves
+    truth = without_self(exact_top_k(store, ids, image, 11), image_ids, 10)
+    assert truth.shape == (20, 10)
+    assert not (truth == image_ids[:, None]).any()  # a query never counts finding itself
+    # what is left is the next ten: the exact top 11 minus the query's own row
+    full = exact_top_k(store, ids, image, 11)
+    assert (full[:, 0] == image_ids).all()
+    np.testing.assert_array_equal(truth, full[:, 1:])
+    # text-like queries are far from every stored vector, their source too, as captions are from
+    # images; their source row is left out of their truth as well
+    assert float((text @ store.rows(ids).T).max(axis=1).mean()) < 0.6
+    text_truth = without_self(exact_top_k(store, ids, text, 11), text_ids, 10)
+    assert not (text_truth == text_ids[:, None]).any()
 
 
 def test_an_approximate_index_reaches_the_recall_target_and_scores_exactly(make_library):
