@@ -6,8 +6,9 @@ How the base is chosen (``choose_factory``; override with ``glimpse index --inde
 - up to ``AUTO_FLAT_MAX`` live vectors: ``Flat`` (exact inner product; 2 KB a 512-d vector in RAM,
   a few ms a query at that size);
 - above: ``IVF{nlist},PQ{D/2}x4fs``, an inverted file with 4-bit fast-scan product-quantised codes
-  (D/4 bytes a vector: two dimensions a 4-bit code, so the codes rank text-like queries' candidates
-  well enough that ~20 a hit suffice; ``PQ{D/4}`` needed 160-320 a hit, see the README). ``nlist`` follows autofaiss (``autofaiss/external/optimize.py``,
+  (D/4 bytes a vector: two dimensions a 4-bit code, so the codes rank text-like queries'
+  candidates well enough that 20-40 a hit suffice; ``PQ{D/4}`` needed 160-320 a hit, see the
+  README). ``nlist`` follows autofaiss (``autofaiss/external/optimize.py``,
   ``get_optimal_nb_clusters``: the power of two nearest 4*sqrt(N), from FAISS's wiki "Guidelines
   to choose an index": 4*sqrt(N) to 16*sqrt(N) lists). The codes only pick candidates:
   ``k_factor * k`` of them are **re-ranked exactly** from the float16 vector shards (read by row

@@ -27,8 +27,9 @@ def let_idle_threads_sleep() -> None:
     numpy's OpenBLAS has its own pool, which spins for 2^28 cycles (~0.1 s) after each matrix
     product: the search engine's small products (the relevance calibration, re-ranking) left it
     spinning through the next query's text encoding, and a search took 56 ms in process where
-    its encoding and index search took 20 (bench/scale.py --engine, 1,000 vectors). At
-    ``OPENBLAS_THREAD_TIMEOUT`` 4 (2^4 cycles, OpenBLAS's minimum) it took 18 ms.
+    its encoding and index search took 20 (a 1,000-vector library; over HTTP at 5M, 108 ms
+    against 27). At ``OPENBLAS_THREAD_TIMEOUT`` 4 (2^4 cycles, OpenBLAS's minimum) it took 18 ms
+    (bench/scale.py --http-only: HTTP within 1.2-1.4x of encoding + search).
     """
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", str(IDLE_SPINS))
