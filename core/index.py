@@ -11,7 +11,7 @@ How the base is chosen (``choose_factory``; override with ``glimpse index --inde
   README). ``nlist`` follows autofaiss (``autofaiss/external/optimize.py``,
   ``get_optimal_nb_clusters``: the power of two nearest 4*sqrt(N), from FAISS's wiki "Guidelines
   to choose an index": 4*sqrt(N) to 16*sqrt(N) lists). The codes only pick candidates:
-  ``k_factor * k`` of them are **re-ranked exactly** from the float16 vector shards (read by row
+  :func:`rerank_depth` of them are **re-ranked exactly** from the float16 vector shards (read by row
   from memory-mapped files), and ``nprobe`` / ``k_factor`` are tuned after each build until the
   measured recall@10 against exact search reaches ``RECALL_TARGET`` on held-out queries: stored
   vectors with themselves left out, and as many shifted away from the stored vectors as text
@@ -20,7 +20,7 @@ How the base is chosen (``choose_factory``; override with ``glimpse index --inde
 Units added since the base was built live in an exact delta (flat) searched beside it; units
 removed or re-embedded since are tombstones, filtered out of the base's hits. The library merges
 the delta into the base only when it passes ``MERGE_FRACTION`` of the base (or ``DELTA_MAX`` rows),
-and re-trains only when the library has grown ``RETRAIN_GROWTH`` times since training.
+and re-trains only when the library has grown or shrunk ``RETRAIN_GROWTH`` times since training.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ TUNE_QUERIES = 200
 # allowed: exact 12.8 ms, selector 24.9 ms; 5,000 allowed: exact 38.4 ms, selector 25.3 ms.
 EXACT_FILTER_MAX = 2_500
 NPROBES = (8, 16, 32, 64, 128, 256, 512, 1024)
-# Re-ranking depth per result. 320 is for large libraries' text-like queries: at 1M (nprobe 64),
-# 160 reaches recall@10 0.968 and 320 reaches 0.982; at 5M, 160 stopped at 0.93 (README).
+# Re-ranking depth per result. The default codes need 20-40 (5M: k_factor 40 reads 0.976 on fresh
+# text-like queries); 160-320 are for coarser codes a user forces: PQ{D/4}x4fs at 5M needed 320
+# and still read 0.949 (README, "Measured at 5M").
 K_FACTORS = (10, 20, 40, 80, 160, 320)
 TUNED_K = 10  # the tuning measures recall@10: k_factor candidates each for the first 10 hits ...
 DEEP_FACTOR = 20
