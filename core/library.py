@@ -7,6 +7,7 @@ the invariants of ``docs/ARCHITECTURE.md`` are enforced in one place.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -39,7 +40,7 @@ from glimpse.core.index import (
 )
 from glimpse.core.models import ModelRef
 from glimpse.core.settings import Settings
-from glimpse.core.vectors import VectorStore, shard_seq
+from glimpse.core.vectors import VectorStore, segment_rows, shard_seq
 from glimpse.core.vocabulary import Status
 
 
@@ -216,6 +217,7 @@ class Library:
         impossible) are not served: their assets go back to pending for the next indexing run.
         """
         store = self.vector_store()
+        self._list_segments(store)
         state = self.index_state()
         version = int(state.get("version", 0)) + 1
         # An explicit setting (flag or GLIMPSE_INDEX) wins and is remembered; otherwise the one
@@ -232,6 +234,64 @@ class Library:
         for path in removals:  # the catalogue itself was read: these notes are spent
             path.unlink(missing_ok=True)
         return published
+
+    def _list_segments(self, store: VectorStore) -> None:
+        """Give each shard written before shards listed their video segments its ``segments.npy``
+        from the catalogue (a range scan of its ids), so moments read there, not SQL. Each shard
+        is checked once (``vectors/segments-listed`` keeps the last one checked); best effort:
+        without a list, moments read the catalogue, so a full disk here fails nothing."""
+        mark = store.folder / "segments-listed"
+        try:
+            checked = int(mark.read_text()) if mark.exists() else 0
+        except ValueError:
+            checked = 0
+        shards = [p for p in store.shards() if shard_seq(p) > checked]
+        if not shards:
+            return
+        try:
+            for path in shards:
+                self._list_shard_segments(store, path)
+            with atomic_write(mark, "w") as fh:
+                fh.write(str(shard_seq(shards[-1])))
+        except OSError:
+            return
+
+    def _list_shard_segments(self, store: VectorStore, path: Path) -> None:
+        if path.suffix == ".npz" or (path / "segments.npy").exists():
+            return
+        ids = store.read_ids(path)
+        if not len(ids):
+            return
+        query = (
+            select(Unit.id, Unit.asset_id, Unit.t_start, Unit.t_end, Unit.t_best, Unit.shot_start)
+            .where(Unit.id >= int(ids.min()), Unit.id <= int(ids.max()), Unit.t_start.is_not(None))
+            .order_by(Unit.id)
+        )
+        with self.Session() as s:
+            rows = s.execute(query).all()
+        if not rows:  # no video segments here (a shard of images): nothing to list
+            return
+        # Each row of the shard: its unit's times, NaN for units that are not video segments
+        # (images) and for ids the catalogue no longer has (never read: not served).
+        columns = np.full((6, len(ids)), math.nan)
+        order = np.argsort(ids, kind="stable")
+        got = np.array([[math.nan if v is None else float(v) for v in r] for r in rows])
+        found = np.array([r[0] for r in rows], dtype=np.int64)
+        at = order[np.searchsorted(ids, found, sorter=order).clip(0, len(ids) - 1)]
+        mine = ids[at] == found  # the range holds other shards' ids too
+        columns[:, at[mine]] = got[mine].T
+        known = np.isfinite(columns[2])
+        store.add_segments(
+            path,
+            segment_rows(
+                ids,
+                np.where(known, columns[1], -1).astype(np.int64),
+                columns[2],
+                columns[3],
+                columns[4],
+                np.where(known, columns[5], 0).astype(bool),
+            ),
+        )
 
     def _publish_changes(
         self, version: int, state: dict[str, Any], store: VectorStore, setting: str, removals: list[Path]

@@ -24,6 +24,7 @@ from glimpse.core import fulltext
 from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
+from glimpse.core.vectors import SEGMENT_DTYPE
 from glimpse.core.vocabulary import Kind, Status
 
 _CHUNK = 20_000  # rows per INSERT round trip: big enough to be fast, small enough for memory
@@ -141,7 +142,7 @@ def import_stream(
                     unit_ids = _insert_units(s, asset_ids)
                     # Shard before the SQL commit: a crash in between leaves orphan vectors, never
                     # units without vectors (the same order the indexer keeps).
-                    store.append(unit_ids, vectors)
+                    store.append(unit_ids, vectors, np.zeros(0, SEGMENT_DTYPE))  # one unit an item
             except IntegrityError:
                 raise BulkImportError(
                     "some paths are already in the library; nothing from this batch was imported"

@@ -14,6 +14,7 @@ served); after 4, everything a row names is on disk. Publishing the index is the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from glimpse.core.catalogue import Asset, IndexRun, Unit, utcnow
 from glimpse.core.fsutil import atomic_write, fsync_dir, printable
 from glimpse.core.library import Library
 from glimpse.core.ocr import OcrResult
+from glimpse.core.vectors import segment_rows
 from glimpse.core.vocabulary import Kind, RunStatus, Status
 from glimpse.indexer.decode import DecodedImage, VideoDone
 from glimpse.indexer.scan import FileEntry
@@ -186,10 +188,21 @@ class CatalogueWriter:
             ocr_text.store(s, [(unit.id, new.ocr) for unit, new in stored if new.ocr is not None])
             self._write_thumbnails(stored)
             if stored:
-                store.append(
-                    np.array([unit.id for unit, _ in stored], dtype=np.int64),
-                    np.stack([new.vector for _, new in stored]),
+                unit_ids = np.array([unit.id for unit, _ in stored], dtype=np.int64)
+                # Each asset's units whole and in time order: a shard lists a video's segments
+                # so that a moment reads its neighbours there (core/vectors.py).
+                times = np.array(
+                    [[_seconds(new.t_start), _seconds(new.t_end), _seconds(new.t_best)] for _, new in stored]
+                ).reshape(-1, 3)
+                segments = segment_rows(
+                    unit_ids,
+                    np.array([unit.asset_id for unit, _ in stored], dtype=np.int64),
+                    times[:, 0],
+                    times[:, 1],
+                    times[:, 2],
+                    np.array([bool(new.shot_start) for _, new in stored]),
                 )
+                store.append(unit_ids, np.stack([new.vector for _, new in stored]), segments)
         summary.units += len(stored)
         self.progress("committed", len(finished))
 
@@ -330,3 +343,7 @@ def _existing_assets(s: Session, paths: list[str]) -> dict[str, Asset]:
         chunk = paths[start : start + IN_CHUNK]
         found.update((a.path, a) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk))))
     return found
+
+
+def _seconds(value: float | None) -> float:
+    return math.nan if value is None else float(value)

@@ -1,0 +1,157 @@
+"""A shard lists its video segments beside their vectors, so a moment reads the segments next to
+a hit as the rows next to it: in time order, cut short at the video's ends, never another video's,
+never a row replaced since, and nothing listed that the list cannot vouch for."""
+
+import numpy as np
+import pytest
+
+from glimpse.core.vectors import SEGMENT_DTYPE, VectorStore, segment_rows, whole_videos, widen
+
+DIM = 8
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _video(
+    asset: int, first_id: int, seconds: int, cuts: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.arange(first_id, first_id + seconds, dtype=np.int64)
+    t = np.arange(seconds, dtype=np.float64)
+    cut = np.isin(np.arange(seconds), cuts)
+    return ids, segment_rows(ids, np.full(seconds, asset), t, t + 1, t + 0.5, cut)
+
+
+def _store_with_two_videos_and_an_image(tmp_path) -> tuple[VectorStore, np.ndarray]:
+    """Video 1 (ids 10-19), an image (id 20), video 2 (ids 21-25), one shard."""
+    store = VectorStore(tmp_path, DIM)
+    ids_a, seg_a = _video(1, 10, 10, cuts=(4,))
+    ids_b, seg_b = _video(2, 21, 5)
+    ids = np.concatenate([ids_a, [20], ids_b])
+    nan = np.full(1, np.nan)
+    image = segment_rows(np.array([20]), np.array([3]), nan, nan, nan, np.zeros(1, bool))
+    seg_b["row"] += 11
+    store.append(ids, _vectors(len(ids)), np.concatenate([seg_a, image, seg_b]))
+    return store, ids
+
+
+def test_a_window_reads_the_video_s_neighbours_in_time_order_and_stops_at_its_ends(tmp_path):
+    store, _ = _store_with_two_videos_and_an_image(tmp_path)
+    after = store.segment_window(13, 1, after=True, count=3)
+    assert after is not None and after.segments["id"].tolist() == [14, 15, 16] and not after.complete
+    assert after.segments["cut"].tolist() == [True, False, False]
+    with_it = store.segment_window(13, 1, after=True, count=2, inclusive=True)
+    assert with_it is not None and with_it.segments["t_start"].tolist() == [3.0, 4.0]
+    to_the_end = store.segment_window(17, 1, after=True, count=5)  # the image and video 2 follow
+    assert to_the_end is not None and to_the_end.segments["id"].tolist() == [18, 19] and to_the_end.complete
+    from_the_start = store.segment_window(22, 2, after=False, count=4)  # the image comes before
+    assert from_the_start is not None and from_the_start.segments["id"].tolist() == [21]
+    assert from_the_start.complete
+    np.testing.assert_array_equal(after.vectors, store.rows(np.array([14, 15, 16])))
+    assert after.current.all()
+
+
+def test_an_image_or_a_segment_of_another_video_is_not_answered_from_the_list(tmp_path):
+    store, _ = _store_with_two_videos_and_an_image(tmp_path)
+    assert store.segment_window(20, 3, after=True, count=3) is None  # an image: no segments
+    assert store.segment_window(13, 2, after=True, count=3) is None  # the catalogue says video 2
+    assert store.segment_window(999, 1, after=True, count=3) is None  # not stored at all
+
+
+def test_a_row_replaced_in_a_newer_shard_is_read_but_not_current(tmp_path):
+    store, _ = _store_with_two_videos_and_an_image(tmp_path)
+    store.append(np.array([15]), _vectors(1, seed=9), np.zeros(0, SEGMENT_DTYPE))
+    window = store.segment_window(13, 1, after=True, count=3)
+    assert window is not None and window.current.tolist() == [True, False, True]
+
+
+def test_a_shard_written_without_a_list_is_not_answered_from_it_until_one_is_added(tmp_path):
+    store = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 6)
+    path = store.append(ids, _vectors(6))
+    reader = VectorStore(tmp_path, DIM, clean=False)  # the API's store, open meanwhile
+    assert path is not None and reader.segments_of(path) is None
+    assert reader.segment_window(3, 1, after=True, count=2) is None
+    store.add_segments(path, segments)  # the next publish lists them from the catalogue
+    window = reader.segment_window(3, 1, after=True, count=2)
+    assert window is not None and window.segments["id"].tolist() == [4, 5]
+
+
+def test_a_reader_holding_a_map_of_shards_compacted_away_is_told_to_ask_the_catalogue(tmp_path):
+    writer = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 6)
+    writer.append(ids, _vectors(6), segments)
+    reader = VectorStore(tmp_path, DIM, clean=False)
+    old_map = reader.row_map()
+    assert reader.segments_of(old_map.shards[0]) is not None  # its list read, its vectors not yet
+    writer.compact(ids)
+    assert reader.segment_windows([(3, 1, True, 2, False)], old_map) == [None]
+    window = reader.segment_window(3, 1, after=True, count=2)  # a fresh map: the new shard
+    assert window is not None and window.segments["id"].tolist() == [4, 5]
+
+
+def test_a_video_whose_rows_are_out_of_time_order_or_split_is_left_out_of_the_list():
+    _, segments = _video(1, 1, 4)
+    shuffled = segments.copy()
+    shuffled["t_start"] = [0.0, 2.0, 1.0, 3.0]
+    assert len(whole_videos(shuffled)) == 0
+    _, other = _video(2, 5, 2)
+    other["row"] = [1, 2]  # video 2 sits between rows of video 1
+    split = segments.copy()
+    split["row"] = [0, 3, 4, 5]
+    kept = whole_videos(np.concatenate([split, other]))
+    assert kept["asset"].tolist() == [2, 2]
+
+
+def test_a_block_s_segments_must_name_its_rows_and_their_ids(tmp_path):
+    store = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 3)
+    wrong = segments.copy()
+    wrong["id"] = [7, 8, 9]
+    with pytest.raises(ValueError, match="rows of this block"):
+        store.append(ids, _vectors(3), wrong)
+    assert store.shards() == []
+
+
+def test_compaction_keeps_each_live_segment_listed_beside_its_vector(tmp_path):
+    store = VectorStore(tmp_path, DIM)
+    for asset, first in ((1, 1), (2, 11), (3, 21)):
+        ids, segments = _video(asset, first, 10)
+        store.append(ids, _vectors(10, seed=asset), segments)
+    live = np.concatenate([np.arange(1, 11), np.arange(21, 31)])  # video 2 was removed
+    store.compact(live)
+    (path,) = store.shards()
+    table = store.segments_of(path)
+    assert table is not None and table["id"].tolist() == live.tolist()
+    assert table["row"].tolist() == list(range(20))
+    window = store.segment_window(25, 3, after=False, count=10)
+    assert window is not None and window.segments["t_start"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(window.vectors, store.rows(np.arange(21, 25)))
+
+
+def test_widening_float16_rows_is_bit_for_bit_numpy_s_cast():
+    half = (np.random.default_rng(3).standard_normal((300, 64)) * 3).astype(np.float16)
+    half[0, :5] = [np.inf, -np.inf, -0.0, 6e-8, 65504]  # infinities, a negative zero, subnormal, max
+    wide = widen(half)
+    assert wide.dtype == np.float32
+    assert np.array_equal(wide.view(np.uint32), half.astype(np.float32).view(np.uint32))
+    assert widen(half[:0]).shape == (0, 64)
+
+
+def test_a_publish_checks_each_shard_once_and_lists_no_file_for_a_shard_of_images(make_settings):
+    from glimpse.core.library import Library
+    from glimpse.core.models import ModelRef
+    from glimpse.core.vectors import shard_seq
+    from glimpse.indexer.bulk import import_vectors
+
+    library = Library(make_settings())
+    try:
+        import_vectors(library, ModelRef("bulk", None), [f"/p/{i}.jpg" for i in range(5)], _vectors(5))
+        store = library.vector_store()
+        (path,) = store.shards()
+        assert not (path / "segments.npy").exists()  # images: nothing to list, no file
+        assert (store.folder / "segments-listed").read_text() == str(shard_seq(path))
+    finally:
+        library.close()
