@@ -157,6 +157,7 @@ def build_archive(
 
     from glimpse.core.catalogue import Asset, Unit, utcnow
     from glimpse.core.models import ModelRef
+    from glimpse.core.vectors import segment_rows
     from glimpse.core.vocabulary import Kind, Status
 
     per_video = int(args.video_minutes * 60)
@@ -216,7 +217,19 @@ def build_archive(
                     .all(),
                     dtype=np.int64,
                 )
-                store.append(unit_ids, np.concatenate(vectors))
+                store.append(
+                    unit_ids,
+                    np.concatenate(vectors),
+                    segment_rows(
+                        unit_ids,
+                        np.array([r["asset_id"] for r in unit_rows]),
+                        *(
+                            np.array([r[c] for r in unit_rows], dtype=np.float64)
+                            for c in ("t_start", "t_end", "t_best")
+                        ),
+                        np.array([r["shot_start"] for r in unit_rows]),
+                    ),
+                )
                 total += len(unit_ids)
             print(
                 f"  built {min(videos, first + 50):,}/{videos:,} videos ({total:,} segments, "

@@ -257,6 +257,11 @@ class VectorIndex:
         return self._store
 
     @property
+    def row_map(self) -> RowMap | None:
+        """Where this version reads each id's stored vector (None for an in-memory index)."""
+        return self._row_map
+
+    @property
     def delta_size(self) -> int:
         return len(self._delta.ids)
 

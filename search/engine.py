@@ -553,22 +553,56 @@ class SearchEngine:
     def _read_segments(
         self, index: VectorIndex, wanted: list[Read], vector: np.ndarray, skip: np.ndarray
     ) -> list[Rows]:
-        """Moments' reads (search/moments.py): the segments from the catalogue, those ``index``
-        (the search's snapshot) holds, less ``skip``, scored against ``vector`` in one call."""
-        found = reads.segments_near(self.library, wanted)
-        every = np.concatenate([table.unit_id for table, _ in found])
-        scorable = index.contains(every)
+        """Moments' reads (search/moments.py): the segments next to a segment, those ``index``
+        (the search's snapshot) holds, less ``skip``, scored against ``vector``.
+
+        Read from the vector shards, which list each video's segments beside their vectors
+        (one read of consecutive rows, core/vectors.py ``segment_window``); a shard written
+        before shards listed segments is read from the catalogue (one SQL round trip for all)."""
+        store, row_map = index.store, index.row_map
+        windows = (
+            store.segment_windows(
+                [(r.unit_id, r.asset_id, r.after, r.count, r.inclusive) for r in wanted], row_map
+            )
+            if store is not None
+            else [None] * len(wanted)
+        )
+        from_sql = iter(
+            reads.segments_near(self.library, [r for r, w in zip(wanted, windows, strict=True) if w is None])
+        )
+        parts: list[tuple[SegmentTable, bool, np.ndarray | None]] = []  # table, complete, scores
+        current = []
+        for w in windows:
+            if w is None:
+                table, complete = next(from_sql)
+                parts.append((table, complete, None))
+                current.append(np.ones(len(table), bool))
+            else:
+                seg = w.segments
+                table = SegmentTable(seg["id"], seg["t_start"], seg["t_end"], seg["t_best"], seg["cut"])
+                # As index.scores computes them (a matrix product): the same bits either way.
+                parts.append((table, w.complete, (w.vectors @ vector[None, :].T)[:, 0]))
+                current.append(w.current)
+        every = np.concatenate([table.unit_id for table, _, _ in parts])
+        scorable = index.contains(every) & np.concatenate(current)
         if len(skip):
             scorable &= ~np.isin(every, skip)
-        scores = np.zeros(len(every))
-        scores[scorable] = index.scores(every[scorable], vector[None, :])[:, 0]
-        out, at = [], 0
-        for r, (table, complete) in zip(wanted, found, strict=True):
+        # The rows read from SQL, scored from the index's vectors in one call.
+        from_index = np.concatenate([np.full(len(table), scores is None) for table, _, scores in parts])
+        wanted_ids = every[scorable & from_index]
+        scored = index.scores(wanted_ids, vector[None, :])[:, 0] if len(wanted_ids) else np.zeros(0)
+        out, at, taken = [], 0, 0
+        for r, (table, complete, scores) in zip(wanted, parts, strict=True):
             n = len(table)
             far = (n - 1 if r.after else 0) if n else None
             edge = None if far is None else (float(table.t_start[far]), int(table.unit_id[far]))
             ok = scorable[at : at + n]
-            out.append(Rows(table.take(ok), scores[at : at + n][ok], edge, complete))
+            if scores is None:
+                kept = int(ok.sum())
+                scores, taken = scored[taken : taken + kept], taken + kept
+            else:
+                scores = scores[ok]
+            out.append(Rows(table.take(ok), np.asarray(scores, dtype=np.float64), edge, complete))
             at += n
         return out
 

@@ -14,6 +14,7 @@ from sqlalchemy import insert
 from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
+from glimpse.core.vectors import segment_rows
 from glimpse.core.vocabulary import Kind, Status
 from glimpse.search import reads
 from glimpse.search.engine import SearchEngine
@@ -40,9 +41,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture
-def archive(make_settings):  # type: ignore[no-untyped-def]
-    """Videos made of scenes (5-90 s, a cut before each), each scene a noisy copy of a topic."""
+@pytest.fixture(params=["written", "listed later", "catalogue"])
+def archive(request, make_settings):  # type: ignore[no-untyped-def]
+    """Videos made of scenes (5-90 s, a cut before each), each scene a noisy copy of a topic.
+
+    Where moments read the segments next to a hit: the shards list them as the indexer writes
+    them ("written"); a shard from before they did gets its list when the index is published
+    ("listed later"); a shard without one is read from the catalogue ("catalogue")."""
     rng = np.random.default_rng(0)
     topics = _unit(rng.standard_normal((TOPICS, DIM)))
     settings = make_settings()
@@ -87,8 +92,27 @@ def archive(make_settings):  # type: ignore[no-untyped-def]
                     .scalars()
                     .all()
                 )
-                store.append(np.asarray(ids, dtype=np.int64), np.concatenate(vectors))
+                ids = np.asarray(ids, dtype=np.int64)
+                segments = None
+                if request.param == "written":
+                    segments = segment_rows(
+                        ids,
+                        np.full(len(ids), asset_id),
+                        *(
+                            np.array([r[c] for r in rows], dtype=np.float64)
+                            for c in ("t_start", "t_end", "t_best")
+                        ),
+                        np.array([r["shot_start"] for r in rows]),
+                    )
+                store.append(ids, np.concatenate(vectors), segments)
         library.rebuild_index()
+        listed = [store.segments_of(path) for path in store.shards()]
+        assert all(table is not None and len(table) == SECONDS for table in listed), [
+            None if t is None else len(t) for t in listed
+        ]
+        if request.param == "catalogue":
+            for path in store.shards():
+                (path / "segments.npy").unlink()
     queries = _unit(topics + 0.6 * rng.standard_normal((TOPICS, DIM)) / np.sqrt(DIM) * 4)
     engine = SearchEngine(library, settings, QueryVectors(queries))  # type: ignore[arg-type]
     yield engine
@@ -158,7 +182,9 @@ def test_segments_near_reads_before_and_after_in_time_order_to_the_video_s_ends(
     assert end[0].t_start.tolist() == [SECONDS - 2.0, SECONDS - 1.0] and end[1]
 
 
-def test_a_video_search_reads_segments_by_index_not_by_walking_the_table(archive, monkeypatch):  # type: ignore[no-untyped-def]
+def test_a_video_search_reads_segments_by_index_not_by_walking_the_table(archive, request, monkeypatch):  # type: ignore[no-untyped-def]
+    if request.node.callspec.params["archive"] != "catalogue":
+        pytest.skip("the shards list these segments: no SQL is read (the next test)")
     if archive.library.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's planner is checked; PostgreSQL plans from its statistics")
     asked: list[list[Read]] = []
@@ -178,3 +204,47 @@ def test_a_video_search_reads_segments_by_index_not_by_walking_the_table(archive
             plan = " | ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters))
             assert not re.search(r"SCAN units\b", plan), plan
             assert plan.count("USING INDEX ix_units_asset_time") == len(wanted), plan
+
+
+def test_shards_that_list_their_segments_answer_a_video_search_without_sql(archive, request, monkeypatch):  # type: ignore[no-untyped-def]
+    if request.node.callspec.params["archive"] == "catalogue":
+        pytest.skip("no list in these shards: the catalogue answers (the test above)")
+    asked: list[Read] = []
+    real = reads.segments_near
+    monkeypatch.setattr(
+        reads, "segments_near", lambda library, wanted: asked.extend(wanted) or real(library, wanted)
+    )
+    assert shown(archive, 0, k=10)
+    assert asked == []
+
+
+def test_a_shard_window_is_the_catalogue_s_read(archive, request):  # type: ignore[no-untyped-def]
+    """Before, after, and cut short by either end of the video: what segments_near returns."""
+    if request.node.callspec.params["archive"] == "catalogue":
+        pytest.skip("no list in these shards")
+    library = archive.library
+    store = archive.snapshot.index.store
+    with library.Session() as s:
+        asset_id, unit_id = s.execute(
+            Unit.__table__.select().with_only_columns(Unit.asset_id, Unit.id).where(Unit.t_start == 100.0)
+        ).first()
+    wanted = [
+        Read(asset_id, 100.0, unit_id, after=False, count=5),
+        Read(asset_id, 100.0, unit_id, after=True, count=5, inclusive=True),
+        Read(asset_id, 100.0, unit_id, after=True, count=7),
+        Read(asset_id, 3.0, unit_id - 97, after=False, count=10),
+        Read(asset_id, SECONDS - 3.0, unit_id + SECONDS - 103, after=True, count=10),
+    ]
+    for r, (table, complete) in zip(wanted, reads.segments_near(library, wanted), strict=True):
+        window = store.segment_window(
+            r.unit_id, r.asset_id, after=r.after, count=r.count, inclusive=r.inclusive
+        )
+        assert window is not None
+        assert window.segments["id"].tolist() == table.unit_id.tolist()
+        for column in ("t_start", "t_end", "t_best"):
+            assert window.segments[column].tolist() == getattr(table, column).tolist()
+        assert window.segments["cut"].tolist() == table.cut_before.tolist()
+        assert window.complete == complete and window.current.all()
+        assert np.array_equal(window.vectors, store.rows(table.unit_id))
+    # Not a segment of that video: the shard cannot say, the catalogue must.
+    assert store.segment_window(unit_id, asset_id + 1, after=True, count=5) is None
