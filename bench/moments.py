@@ -220,15 +220,7 @@ def build_archive(
                 store.append(
                     unit_ids,
                     np.concatenate(vectors),
-                    segment_rows(
-                        unit_ids,
-                        np.array([r["asset_id"] for r in unit_rows]),
-                        *(
-                            np.array([r[c] for r in unit_rows], dtype=np.float64)
-                            for c in ("t_start", "t_end", "t_best")
-                        ),
-                        np.array([r["shot_start"] for r in unit_rows]),
-                    ),
+                    segment_rows(unit_ids, unit_rows),
                 )
                 total += len(unit_ids)
             print(

@@ -7,7 +7,6 @@ the invariants of ``docs/ARCHITECTURE.md`` are enforced in one place.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import uuid
@@ -268,30 +267,17 @@ class Library:
             .order_by(Unit.id)
         )
         with self.Session() as s:
-            rows = s.execute(query).all()
-        if not rows:  # no video segments here (a shard of images): nothing to list
+            units = s.execute(query).mappings().all()
+        if not units:  # no video segments here (a shard of images): nothing to list
             return
-        # Each row of the shard: its unit's times, NaN for units that are not video segments
-        # (images) and for ids the catalogue no longer has (never read: not served).
-        columns = np.full((6, len(ids)), math.nan)
+        # Units whose ids the catalogue no longer has are not listed (never read: not served).
+        found = np.array([u["id"] for u in units], dtype=np.int64)
         order = np.argsort(ids, kind="stable")
-        got = np.array([[math.nan if v is None else float(v) for v in r] for r in rows])
-        found = np.array([r[0] for r in rows], dtype=np.int64)
         at = order[np.searchsorted(ids, found, sorter=order).clip(0, len(ids) - 1)]
-        mine = ids[at] == found  # the range holds other shards' ids too
-        columns[:, at[mine]] = got[mine].T
-        known = np.isfinite(columns[2])
-        store.add_segments(
-            path,
-            segment_rows(
-                ids,
-                np.where(known, columns[1], -1).astype(np.int64),
-                columns[2],
-                columns[3],
-                columns[4],
-                np.where(known, columns[5], 0).astype(bool),
-            ),
-        )
+        mine = np.flatnonzero(ids[at] == found)  # the range holds other shards' ids too
+        segments = segment_rows(found[mine], [units[int(i)] for i in mine])
+        segments["row"] = at[mine][segments["row"]]  # their rows in this shard
+        store.add_segments(path, segments)
 
     def _publish_changes(
         self, version: int, state: dict[str, Any], store: VectorStore, setting: str, removals: list[Path]

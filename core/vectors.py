@@ -18,13 +18,15 @@ segments are read from the catalogue instead.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -53,28 +55,29 @@ def shard_seq(path: Path) -> int:
     return int(_SHARD.match(path.name).group(1))  # type: ignore[union-attr]
 
 
-def segment_rows(
-    ids: np.ndarray,
-    assets: np.ndarray,
-    t_start: np.ndarray,
-    t_end: np.ndarray,
-    t_best: np.ndarray,
-    cut: np.ndarray,
-) -> np.ndarray:
+def segment_rows(ids: np.ndarray, units: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The video segments among rows of a shard block, as :data:`SEGMENT_DTYPE` (``row`` counted
-    from the block's first row). Each argument is (n,), one per row; a row whose ``t_start`` is
-    NaN (an image) is not a segment; a NaN ``t_best`` means ``t_start``."""
-    starts = np.asarray(t_start, dtype=np.float64)
+    from the block's first row). ``units`` has one mapping per id (n,) with the catalogue's unit
+    fields ``asset_id``, ``t_start``, ``t_end``, ``t_best`` and ``shot_start`` (seconds; None
+    where unset): a unit without ``t_start`` (an image) is not a segment, and one without
+    ``t_best`` is represented by its start. Raises ValueError when the lengths differ."""
+    if len(units) != len(ids):
+        raise ValueError(f"{len(units)} units for {len(ids)} ids")
+
+    def column(name: str, dtype: Any, missing: Any) -> np.ndarray:
+        return np.array([missing if u[name] is None else u[name] for u in units], dtype=dtype)
+
+    starts = column("t_start", np.float64, math.nan)
     rows = np.flatnonzero(np.isfinite(starts))
     out = np.zeros(len(rows), SEGMENT_DTYPE)
     out["row"] = rows
     out["id"] = np.asarray(ids, dtype=np.int64)[rows]
-    out["asset"] = np.asarray(assets, dtype=np.int64)[rows]
+    out["asset"] = column("asset_id", np.int64, -1)[rows]
     out["t_start"] = starts[rows]
-    out["t_end"] = np.asarray(t_end, dtype=np.float64)[rows]
-    best = np.asarray(t_best, dtype=np.float64)[rows]
+    out["t_end"] = column("t_end", np.float64, math.nan)[rows]
+    best = column("t_best", np.float64, math.nan)[rows]
     out["t_best"] = np.where(np.isfinite(best), best, out["t_start"])
-    out["cut"] = np.asarray(cut, dtype=bool)[rows]
+    out["cut"] = column("shot_start", bool, False)[rows]
     return out
 
 

@@ -14,7 +14,6 @@ served); after 4, everything a row names is on disk. Publishing the index is the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,16 +190,18 @@ class CatalogueWriter:
                 unit_ids = np.array([unit.id for unit, _ in stored], dtype=np.int64)
                 # Each asset's units whole and in time order: a shard lists a video's segments
                 # so that a moment reads its neighbours there (core/vectors.py).
-                times = np.array(
-                    [[_seconds(new.t_start), _seconds(new.t_end), _seconds(new.t_best)] for _, new in stored]
-                ).reshape(-1, 3)
                 segments = segment_rows(
                     unit_ids,
-                    np.array([unit.asset_id for unit, _ in stored], dtype=np.int64),
-                    times[:, 0],
-                    times[:, 1],
-                    times[:, 2],
-                    np.array([bool(new.shot_start) for _, new in stored]),
+                    [
+                        {
+                            "asset_id": unit.asset_id,
+                            "t_start": new.t_start,
+                            "t_end": new.t_end,
+                            "t_best": new.t_best,
+                            "shot_start": new.shot_start,
+                        }
+                        for unit, new in stored
+                    ],
                 )
                 store.append(unit_ids, np.stack([new.vector for _, new in stored]), segments)
         summary.units += len(stored)
@@ -343,7 +344,3 @@ def _existing_assets(s: Session, paths: list[str]) -> dict[str, Asset]:
         chunk = paths[start : start + IN_CHUNK]
         found.update((a.path, a) for a in s.scalars(select(Asset).where(Asset.path.in_(chunk))))
     return found
-
-
-def _seconds(value: float | None) -> float:
-    return math.nan if value is None else float(value)

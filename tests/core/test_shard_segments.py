@@ -19,9 +19,11 @@ def _video(
     asset: int, first_id: int, seconds: int, cuts: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     ids = np.arange(first_id, first_id + seconds, dtype=np.int64)
-    t = np.arange(seconds, dtype=np.float64)
-    cut = np.isin(np.arange(seconds), cuts)
-    return ids, segment_rows(ids, np.full(seconds, asset), t, t + 1, t + 0.5, cut)
+    units = [
+        {"asset_id": asset, "t_start": float(t), "t_end": t + 1.0, "t_best": t + 0.5, "shot_start": t in cuts}
+        for t in range(seconds)
+    ]
+    return ids, segment_rows(ids, units)
 
 
 def _store_with_two_videos_and_an_image(tmp_path) -> tuple[VectorStore, np.ndarray]:
@@ -30,8 +32,8 @@ def _store_with_two_videos_and_an_image(tmp_path) -> tuple[VectorStore, np.ndarr
     ids_a, seg_a = _video(1, 10, 10, cuts=(4,))
     ids_b, seg_b = _video(2, 21, 5)
     ids = np.concatenate([ids_a, [20], ids_b])
-    nan = np.full(1, np.nan)
-    image = segment_rows(np.array([20]), np.array([3]), nan, nan, nan, np.zeros(1, bool))
+    no_times = {"t_start": None, "t_end": None, "t_best": None, "shot_start": False}
+    image = segment_rows(np.array([20]), [{"asset_id": 3, **no_times}])
     seg_b["row"] += 11
     store.append(ids, _vectors(len(ids)), np.concatenate([seg_a, image, seg_b]))
     return store, ids

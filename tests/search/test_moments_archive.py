@@ -95,15 +95,7 @@ def archive(request, make_settings):  # type: ignore[no-untyped-def]
                 ids = np.asarray(ids, dtype=np.int64)
                 segments = None
                 if request.param == "written":
-                    segments = segment_rows(
-                        ids,
-                        np.full(len(ids), asset_id),
-                        *(
-                            np.array([r[c] for r in rows], dtype=np.float64)
-                            for c in ("t_start", "t_end", "t_best")
-                        ),
-                        np.array([r["shot_start"] for r in rows]),
-                    )
+                    segments = segment_rows(ids, rows)
                 store.append(ids, np.concatenate(vectors), segments)
         library.rebuild_index()
         listed = [store.segments_of(path) for path in store.shards()]
