@@ -55,7 +55,7 @@ def shard_seq(path: Path) -> int:
     return int(_SHARD.match(path.name).group(1))  # type: ignore[union-attr]
 
 
-def segment_rows(ids: np.ndarray, units: Sequence[Mapping[str, Any]]) -> np.ndarray:
+def segment_rows(ids: np.ndarray, units: Sequence[Mapping[Any, Any]]) -> np.ndarray:
     """The video segments among rows of a shard block, as :data:`SEGMENT_DTYPE` (``row`` counted
     from the block's first row). ``units`` has one mapping per id (n,) with the catalogue's unit
     fields ``asset_id``, ``t_start``, ``t_end``, ``t_best`` and ``shot_start`` (seconds; None
