@@ -40,7 +40,7 @@ from glimpse.core.index import (
 from glimpse.core.models import ModelRef
 from glimpse.core.settings import Settings
 from glimpse.core.vectors import VectorStore, segment_rows, shard_seq
-from glimpse.core.vocabulary import Status
+from glimpse.core.vocabulary import Kind, Status
 
 
 class LibraryBusy(RuntimeError):
@@ -247,8 +247,14 @@ class Library:
         shards = [p for p in store.shards() if shard_seq(p) > checked]
         if not shards:
             return
+        with self.Session() as s:
+            # A library of images (millions, bulk-imported) has nothing to list: one index seek
+            # on ix_assets_status_kind instead of a range scan of every shard's ids.
+            videos = s.scalar(
+                select(Asset.id).where(Asset.status.in_(list(Status)), Asset.kind == Kind.VIDEO).limit(1)
+            )
         try:
-            for path in shards:
+            for path in shards if videos is not None else []:
                 self._list_shard_segments(store, path)
             with atomic_write(mark, "w") as fh:
                 fh.write(str(shard_seq(shards[-1])))
