@@ -234,7 +234,23 @@ class SearchEngine:
         mode = self.resolve_mode(q)
         if mode == Mode.KEYWORD and (image is not None or q.image_id is not None or q.unit_id is not None):
             raise QueryError("keyword search takes words only: use hybrid or vector for an example image")
-        vector = None if mode == Mode.KEYWORD else self.query_vector(q, image)
+        want = offset + q.k + 1 if q.sort == Sort.RELEVANCE else RELEVANT_MAX
+        # The words read in pictures are looked up while the query is encoded (the text encoder
+        # and SQLite / the PostgreSQL driver each release the GIL): the vector ranking fuses them.
+        # As deep as the vector ranking reads them (_ranked): hybrid always FUSION_DEPTH.
+        depth = max(want, FUSION_DEPTH) if mode == Mode.VECTOR else FUSION_DEPTH
+        text_lookup = (
+            _TEXT_POOL.submit(text_hits_of, self.library, q.q, depth)
+            if mode != Mode.KEYWORD and not q.then and q.q and q.q.strip()
+            else None
+        )
+        try:
+            vector = None if mode == Mode.KEYWORD else self.query_vector(q, image)
+        except BaseException:
+            if text_lookup is not None:
+                text_lookup.cancel()  # the query's own error is the one to report
+            raise
+        text_hits = text_lookup.result() if text_lookup is not None else []
         calibration = None if vector is None else self._calibration(vector)
         cut = q.relevant_only or q.sort != Sort.RELEVANCE
         if q.then:
@@ -242,12 +258,12 @@ class SearchEngine:
             results, more = self._sequences(vector, q, offset, exclude_items)
         elif mode == Mode.VECTOR:
             assert vector is not None
-            want = offset + q.k + 1 if q.sort == Sort.RELEVANCE else RELEVANT_MAX
             floor = calibration.cutoff if cut and calibration is not None else None
-            results, more = self._ranked(vector, q, want, exclude_items, floor, calibration)
+            results, more = self._ranked(vector, q, want, exclude_items, floor, calibration, text_hits)
             _vector_ranks(results)
         else:
-            results, more = self._fused(q, mode, vector, calibration, exclude_items, cut), False
+            results = self._fused(q, mode, vector, calibration, exclude_items, cut, text_hits)
+            more = False
         if cut:
             results = [r for r in results if r.relevance is not None and r.relevance >= RELEVANT]
         results = _sorted(results, q.sort)
@@ -275,9 +291,11 @@ class SearchEngine:
         calibration: Calibration | None,
         exclude_items: tuple[int, ...],
         cut: bool,
+        text_hits: list[TextHit],
     ) -> list[Result]:
         """Hybrid and keyword searches: the rankings fused by rank (search/fusion.py), an exact
-        SKU first; each result says where each ranking found it (``matched``)."""
+        SKU first; each result says where each ranking found it (``matched``). ``text_hits``:
+        the query's words read in pictures (``text_hits`` of search/text_ranking.py)."""
         terms = fulltext.query_terms(q.q)
         skip = set(exclude_items) | ({q.image_id} if q.image_id is not None else set())
         conditions = self._conditions(q)
@@ -288,7 +306,9 @@ class SearchEngine:
         try:
             if vector is not None:
                 floor = calibration.cutoff if cut and calibration is not None else None
-                vector_results, _ = self._ranked(vector, q, FUSION_DEPTH, exclude_items, floor, calibration)
+                vector_results, _ = self._ranked(
+                    vector, q, FUSION_DEPTH, exclude_items, floor, calibration, text_hits
+                )
         finally:
             keyword, skus = text_side.result()
         complete = {i for i, _, every in keyword if every}
@@ -394,6 +414,7 @@ class SearchEngine:
         exclude_items: tuple[int, ...],
         floor: float | None = None,
         calibration: Calibration | None = None,
+        text_hits: list[TextHit] | None = None,
     ) -> tuple[list[Result], bool]:
         """Vector results ranked from the top down to at least ``want`` (and whether more exist),
         none scoring under ``q.min_score`` or ``floor`` (the relevance cutoff, as a cosine).
@@ -421,7 +442,10 @@ class SearchEngine:
         # Read once, at the depth a fused ranking has (the limit decides ties, so the same on
         # every page): fused with the text read in pictures by rank (_fuse_rankings), the vector
         # ranking needs the same depth on every page, as hybrid's does, or pages disagree.
-        text_hits = text_hits_of(self.library, q.q, max(want, FUSION_DEPTH)) if q.q and q.q.strip() else []
+        if text_hits is None:  # not looked up by the caller
+            text_hits = (
+                text_hits_of(self.library, q.q, max(want, FUSION_DEPTH)) if q.q and q.q.strip() else []
+            )
         if text_hits:
             want = max(want, FUSION_DEPTH)
         # Images: one hit each. Videos: later searches leave out what is taken (below). Not more
