@@ -284,7 +284,8 @@ class VectorStore:
     ) -> SegmentWindow | None:
         """Up to ``count`` segments of video ``asset`` right after the segment ``unit_id`` (and
         it too, when ``inclusive``) or right before it, in time order, with their vectors: one
-        read of consecutive rows of its shard. None when the shard does not list ``unit_id`` as
+        read of consecutive rows of its shard. The read stops one segment past the first
+        detected cut on its way (``complete`` stays false: the video goes on). None when the shard does not list ``unit_id`` as
         a segment of ``asset`` (an older shard; ask the catalogue). :meth:`segment_windows` reads
         many at once."""
         return self.segment_windows([(unit_id, asset, after, count, inclusive)], row_map)[0]
@@ -328,7 +329,13 @@ class VectorStore:
                 part = table[max(0, at - count) : at]
                 same = part["asset"] == asset
                 part = part if same.all() else part[len(part) - int(same[::-1].argmin()) :]
-            parts.append((int(shard_of[j]), part, len(part) < count))
+            ends = len(part) < count  # the video ends (or starts) within the read
+            # No further than one segment past the first cut: a moment rarely crosses a cut
+            # (only when both sides score high), and the segment past it decides that.
+            inside = np.flatnonzero(part["cut"][1:])
+            if len(inside):
+                part, ends = (part[: inside[0] + 2] if after else part[inside[-1] :]), False
+            parts.append((int(shard_of[j]), part, ends))
         listed = [p for p in parts if p is not None]
         if not listed:
             return [None] * len(asks)

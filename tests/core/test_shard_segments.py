@@ -55,6 +55,21 @@ def test_a_window_reads_the_video_s_neighbours_in_time_order_and_stops_at_its_en
     assert after.current.all()
 
 
+def test_a_window_stops_one_segment_past_the_first_cut_on_its_way(tmp_path):
+    """A moment rarely crosses a cut; the segment past it is what decides whether it does."""
+    store = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 12, cuts=(4, 8))  # shots 0-3, 4-7, 8-11 s (ids 1-12)
+    store.append(ids, _vectors(12), segments)
+    after = store.segment_window(2, 1, after=True, count=10)  # from t=1: through t=4, then stop
+    assert after is not None and after.segments["t_start"].tolist() == [2.0, 3.0, 4.0]
+    assert not after.complete  # the video goes on
+    before = store.segment_window(10, 1, after=False, count=8)  # from t=9: back to t=7
+    assert before is not None and before.segments["t_start"].tolist() == [7.0, 8.0]
+    assert not before.complete
+    across = store.segment_window(5, 1, after=False, count=3)  # t=4 starts a shot: t=1-3 read
+    assert across is not None and across.segments["t_start"].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_an_image_or_a_segment_of_another_video_is_not_answered_from_the_list(tmp_path):
     store, _ = _store_with_two_videos_and_an_image(tmp_path)
     assert store.segment_window(20, 3, after=True, count=3) is None  # an image: no segments

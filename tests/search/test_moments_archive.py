@@ -232,6 +232,10 @@ def test_a_shard_window_is_the_catalogue_s_read(archive, request):  # type: igno
             r.unit_id, r.asset_id, after=r.after, count=r.count, inclusive=r.inclusive
         )
         assert window is not None
+        inside = np.flatnonzero(table.cut_before[1:])  # a window stops one past the first cut
+        if len(inside):
+            table = table.take_rows(slice(None, inside[0] + 2) if r.after else slice(inside[-1], None))
+            complete = False
         assert window.segments["id"].tolist() == table.unit_id.tolist()
         for column in ("t_start", "t_end", "t_best"):
             assert window.segments[column].tolist() == getattr(table, column).tolist()
