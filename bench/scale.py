@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from glimpse.core.runtime import let_idle_threads_sleep
@@ -130,7 +131,10 @@ def add_child(data_dir: Path, start: int, count: int) -> None:
 
     library = Library(Settings(data_dir=data_dir))
     t0 = time.monotonic()
-    paths = [f"/bench/new-{i:09d}.jpg" for i in range(start, start + count)]
+    # A fresh tag per add: two runs a few seconds apart used to ask for the same paths (their
+    # starts are seconds * 10) and the second import was refused.
+    tag = uuid.uuid4().hex[:8]
+    paths = [f"/bench/new-{tag}-{i:09d}.jpg" for i in range(start, start + count)]
     import_stream(library, ModelRef(MODEL, RANDOM_INIT), [Batch(paths, clustered(count, seed=start + 7))])
     seconds = time.monotonic() - t0
     published = time.time()
