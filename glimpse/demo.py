@@ -85,7 +85,10 @@ def serve_demo(settings: Settings, port: int, ui_port: int) -> int:
     env["GLIMPSE_API_URL"] = api_url
     glimpse = [sys.executable, "-m", "glimpse"]
     children: list[subprocess.Popen[bytes]] = []
-    previous = {sig: signal.signal(sig, _stop_waiting) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too, not left to Python's KeyboardInterrupt: a shell starts a background job with
+    # SIGINT ignored, and Python then installs no handler, so `kill -INT` did nothing.
+    stops = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _stop_waiting) for sig in stops}
     try:
         api = subprocess.Popen([*glimpse, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
         children.append(api)

@@ -26,12 +26,19 @@ def demo_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")} | {"GLIMPSE_WORKERS": "1"}
 
 
-def start_demo(data_dir: Path, port: int, ui_port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_demo(
+    data_dir: Path, port: int, ui_port: int, log: Path, background: bool = False
+) -> subprocess.Popen[bytes]:
+    """``background``: started as a shell starts a background job, with SIGINT ignored."""
     args = ["--data-dir", str(data_dir), "demo", "--items", "6", "--videos", "0"]
     args += ["--port", str(port), "--ui-port", str(ui_port)]
     with log.open("w") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "glimpse", *args], stdout=sink, stderr=subprocess.STDOUT, env=demo_env()
+            [sys.executable, "-m", "glimpse", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=demo_env(),
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
         )
 
 
@@ -51,10 +58,16 @@ def wait_until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-de
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_api_and_the_ui_stop_with_the_demo(tmp_path: Path, signum: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("signum", "background"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT", "SIGINT-to-a-background-job"],
+)
+def test_the_api_and_the_ui_stop_with_the_demo(
+    tmp_path: Path, signum: signal.Signals, background: bool
+) -> None:
     port, ui_port = free_port(), free_port()
-    demo = start_demo(tmp_path / "data", port, ui_port, tmp_path / "demo.log")
+    demo = start_demo(tmp_path / "data", port, ui_port, tmp_path / "demo.log", background)
     try:
         up = wait_until(lambda: answers(f"http://127.0.0.1:{ui_port}/_stcore/health"), 240)
         assert up, (tmp_path / "demo.log").read_text()[-3000:]
