@@ -44,29 +44,38 @@ def run_ui(host: str, port: int, api_url: str | None) -> int:
     process = subprocess.Popen(streamlit_command(host, port), env=env)
     restore = _forward_termination(process)
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        # Streamlit got the same Ctrl-C from the terminal; give it a moment to shut down cleanly.
+        return _exit_code(process.wait())
+    except KeyboardInterrupt:  # only where the signals could not be forwarded (not the main thread)
         try:
-            return process.wait(timeout=10)
+            return _exit_code(process.wait(timeout=10))
         except subprocess.TimeoutExpired:
             process.kill()
-            return process.wait()
+            return _exit_code(process.wait())
     finally:
         restore()
 
 
+def _exit_code(returncode: int) -> int:
+    """A child killed by signal N (``returncode`` -N) exits as a shell reports it: 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def _forward_termination(process: subprocess.Popen[bytes]) -> Callable[[], None]:
-    """Pass SIGTERM/SIGHUP on to Streamlit, so stopping ``glimpse ui`` never leaves it running."""
+    """Pass SIGTERM, SIGHUP and SIGINT on to Streamlit, so stopping ``glimpse ui`` never leaves it
+    running; ``glimpse ui`` then exits when Streamlit does.
+
+    SIGINT too, not left to KeyboardInterrupt: a shell starts a background job with SIGINT ignored,
+    Python then installs no handler, and ``kill -INT`` did nothing. A Ctrl-C at a terminal reaches
+    Streamlit twice (from the terminal and from here); its handler only asks the server to stop.
+    SIGHUP goes on as SIGTERM: Streamlit stops cleanly on SIGTERM but has no handler for SIGHUP."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    signals = [
-        s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
-    ]
+    names = ("SIGTERM", "SIGHUP", "SIGINT")
+    signals = [s for s in (getattr(signal, name, None) for name in names) if s is not None]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:
-            process.send_signal(signum)
+            process.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGHUP", None) else signum)
 
     previous = {s: signal.signal(s, forward) for s in signals}
 
