@@ -331,8 +331,16 @@ class VectorIndex:
         k: int,
         allowed_ids: np.ndarray | None = None,
         excluded_ids: np.ndarray | None = None,
+        spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, ids) per query, best first; ids are -1 where fewer exist.
+
+        With ``spare`` (unfiltered searches), each row goes on past the ``k``-th with the other
+        candidates an approximate base re-ranked exactly (``rerank_depth(k, k_factor)`` in all,
+        scores exact, best first): the next hits of the same ranking without another search, for
+        a caller that cannot tell how many it needs (a video's hits fold into one moment). Past
+        ``k`` they are the probed lists' best by compressed code, as FAISS's IndexRefine sees them
+        before it cuts to ``k``: a vector whose code ranked it lower is missing there.
 
         With ``allowed_ids`` the search itself is restricted to them, so a selective filter still
         yields ``k`` hits when ``k`` allowed items exist: up to ``EXACT_FILTER_MAX`` allowed ids
@@ -350,11 +358,9 @@ class VectorIndex:
         if k == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         if allowed_ids is None:
-            parts = [
-                self._search_base(queries, k, None, excluded),
-                self._search_delta(queries, k, None, excluded),
-            ]
-            return _merge(parts, k)
+            base = self._search_base(queries, k, None, excluded, spare)
+            depth = max(k, base[1].shape[1])  # past k only with spare, from an approximate base
+            return _merge([base, self._search_delta(queries, depth, None, excluded)], depth)
         allowed = np.asarray(allowed_ids, dtype=np.int64)
         allowed = np.unique(allowed[self.contains(allowed)])
         if excluded is not None:
@@ -372,7 +378,12 @@ class VectorIndex:
         return _merge(parts, k)
 
     def _search_base(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, excluded: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        excluded: np.ndarray | None = None,
+        spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         nq = len(queries)
         if not len(self._base_ids) or (allowed is not None and not len(allowed)):
@@ -405,7 +416,7 @@ class VectorIndex:
         scores, ids = self._base.search(queries, depth, params=params)
         if self.info.exact:
             return scores, ids
-        return self._rerank(queries, ids, k)
+        return self._rerank(queries, ids, depth if spare else k)
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores of the candidate ids (from the float16 shards), top ``k`` per query."""

@@ -181,6 +181,7 @@ class IndexQuery:
     index: VectorIndex
     vector: np.ndarray
     k: int
+    spare: bool = False  # also the re-ranked candidates past k (VectorIndex.search)
 
 
 def use_blas_for_query_batches(max_batch: int = DEFAULT_MAX_BATCH) -> None:
@@ -220,12 +221,13 @@ class SearchBatcher:
         k: int,
         allowed: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
+        spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The engine's ``IndexSearcher``: one query (1, D) joins a batch; a filtered search or
         one leaving ids out (its own id selector), or several queries at once, run alone."""
         if allowed is not None or excluded is not None or len(vectors) != 1:
-            return index.search(vectors, k, allowed, excluded)
-        return self._batcher.submit(IndexQuery(index, vectors[0], k))
+            return index.search(vectors, k, allowed, excluded, spare)
+        return self._batcher.submit(IndexQuery(index, vectors[0], k, spare))
 
     @property
     def stats(self) -> MicroBatcher[Any, Any]:
@@ -244,8 +246,9 @@ def search_together(queries: list[IndexQuery]) -> list[tuple[np.ndarray, np.ndar
     for members in groups.values():
         index = queries[members[0]].index
         k = max(queries[i].k for i in members)
-        scores, ids = index.search(np.stack([queries[i].vector for i in members]), k)
+        spare = any(queries[i].spare for i in members)
+        scores, ids = index.search(np.stack([queries[i].vector for i in members]), k, spare=spare)
         for row, i in enumerate(members):
-            kk = min(queries[i].k, scores.shape[1])
+            kk = scores.shape[1] if queries[i].spare else min(queries[i].k, scores.shape[1])
             results[i] = (scores[row : row + 1, :kk], ids[row : row + 1, :kk])
     return results  # type: ignore[return-value]

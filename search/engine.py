@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,7 @@ from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
 from glimpse.search.fusion import rrf
 from glimpse.search.moments import (
+    BLOCK,
     Read,
     Rows,
     Run,
@@ -43,6 +45,8 @@ from glimpse.search.moments import (
     band,
     fit_hits,
     fit_table,
+    grow_by_reads,
+    runs_in_windows,
     sequences,
 )
 from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, SearchQuery, Sort
@@ -75,7 +79,8 @@ class ModelNotLoaded(RuntimeError):
 
 class IndexSearcher(Protocol):
     """Top-``k`` of query vectors (nq, D) in ``index``, restricted to ``allowed`` ids when given,
-    never one of ``excluded``: (scores, ids), each (nq, k), best first, ids -1 where fewer exist."""
+    never one of ``excluded``: (scores, ids), each (nq, k), best first, ids -1 where fewer exist;
+    with ``spare``, wider: the spare candidates past ``k`` too (``VectorIndex.search``)."""
 
     def search(
         self,
@@ -84,6 +89,7 @@ class IndexSearcher(Protocol):
         k: int,
         allowed: np.ndarray | None,
         excluded: np.ndarray | None = None,
+        spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -97,8 +103,9 @@ class DirectSearch:
         k: int,
         allowed: np.ndarray | None,
         excluded: np.ndarray | None = None,
+        spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return index.search(vectors, k, allowed, excluded)
+        return index.search(vectors, k, allowed, excluded, spare)
 
 
 @dataclass
@@ -448,8 +455,9 @@ class SearchEngine:
             )
         if text_hits:
             want = max(want, FUSION_DEPTH)
-        # Images: one hit each. Videos: later searches leave out what is taken (below). Not more
-        # up front: a large index re-ranks k_factor rows for every hit asked for (320 at 5M).
+        # Images: one hit each. Videos: later hits come from the first search's spare candidates,
+        # then from searches that leave out what is taken (below). Not more up front: a large
+        # index re-ranks k_factor rows for every hit asked for (320 at 5M).
         fetch = min(available, want + want // 4)
         grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
         typical = calibration.typical if calibration is not None else None
@@ -457,20 +465,39 @@ class SearchEngine:
         assets: dict[int, Asset] = {}
         seen: list[np.ndarray] = []  # ids already returned, or inside a moment taken
         left_out: set[int] = set()  # the runs (by seed) whose segments `seen` holds
+        # The ranking so far, best first: what the last search returned, hits taken `used` of it.
+        ranked_scores, ranked_ids, used, short = np.zeros(0, np.float32), np.zeros(0, np.int64), 0, False
         while True:
-            excluded = np.concatenate(seen) if seen else None
-            scores, ids = self.searcher.search(snapshot.index, vector[None, :], fetch, allowed, excluded)
-            found, more_assets = reads.read_hits(self.library, ids[0], scores[0], min_score)
+            if used >= len(ranked_ids):
+                excluded = np.concatenate(seen) if seen else None
+                # `spare`: the candidates an approximate index re-ranked past `fetch` come too,
+                # the next hits of this ranking without another search (ids -1 where none).
+                scores, ids = self.searcher.search(
+                    snapshot.index, vector[None, :], fetch, allowed, excluded, spare=True
+                )
+                valid = ids[0] >= 0
+                ranked_scores, ranked_ids, used = scores[0][valid], ids[0][valid], 0
+                short = len(ranked_ids) < fetch  # nothing past these
+                seen.append(ranked_ids)
+            # The next `fetch` hits of the ranking, past those inside a moment already taken:
+            # they add nothing, not even their catalogue rows.
+            taken_ids = [run.members for run in grown.values() if run.members is not None]
+            ahead = ranked_ids[used:]
+            new = ~np.isin(ahead, np.concatenate(taken_ids)) if taken_ids else np.ones(len(ahead), bool)
+            picked = np.flatnonzero(new)[:fetch]
+            reach = int(picked[-1]) + 1 if len(picked) == fetch else len(ahead)
+            chunk_ids, chunk_scores = ahead[picked], ranked_scores[used:][picked]
+            used += reach
+            found, more_assets = reads.read_hits(self.library, chunk_ids, chunk_scores, min_score)
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
             results = self._group(
                 hits, assets, vector, grown, skip_units, typical, floor, want, snapshot.index
             )
-            returned = ids[0][ids[0] >= 0]
-            exhausted = len(returned) < fetch or (
+            exhausted = (used >= len(ranked_ids) and short) or (
                 min_score is not None
-                and len(scores[0]) > 0
-                and round(float(scores[0][-1]), SCORE_DECIMALS) < min_score
+                and len(ranked_scores) > 0
+                and round(float(ranked_scores[min(used, len(ranked_scores)) - 1]), SCORE_DECIMALS) < min_score
             )
             if len(results) >= want or exhausted:
                 results = self._fuse_rankings(
@@ -481,10 +508,9 @@ class SearchEngine:
                         # Words read in the picture are as good a sign as words in its title.
                         r.relevance = 1.0 if r.text_matches else round(calibration.relevance(r.score), 4)
                 return results, len(results) >= asked
-            # The next search leaves out what this one returned and the segments of the moments
-            # taken, so it reaches new scenes rather than more seconds of the ones found (hits
-            # of one scene are one moment). Its depth follows the yield so far: hits per result.
-            seen.append(returned)
+            # A later search leaves out what was returned and the segments of the moments taken,
+            # so it reaches new scenes rather than more seconds of the ones found (hits of one
+            # scene are one moment). The next depth follows the yield so far: hits per result.
             for unit_id, run in grown.items():
                 if run.members is not None and unit_id not in left_out:
                     left_out.add(unit_id)
@@ -555,13 +581,18 @@ class SearchEngine:
         # No background sample means an empty index, which has no hits (the peak stands in).
         bands = {a: band(peak, peak if typical is None else typical, floor) for a, peak in peaks.items()}
         skip = np.array(sorted(skip_units), dtype=np.int64)
+
+        def read(wanted: list[Read]) -> list[Rows]:
+            return self._read_segments(index, wanted, vector, skip)
+
         taken = fit_hits(
             seeds,
             want=want,
             per_video=self.settings.moments_per_video,
             bands=bands,
-            read=lambda wanted: self._read_segments(index, wanted, vector, skip),
+            read=read,
             grown=grown,
+            grow=lambda runs: _grow_in_windows(runs, index, vector, skip, read),
         )
         results = [
             _result(assets[seed.asset_id], seed.unit_id, seed.score)
@@ -577,55 +608,25 @@ class SearchEngine:
     def _read_segments(
         self, index: VectorIndex, wanted: list[Read], vector: np.ndarray, skip: np.ndarray
     ) -> list[Rows]:
-        """Moments' reads (search/moments.py): the segments next to a segment, those ``index``
-        (the search's snapshot) holds, less ``skip``, scored against ``vector``.
-
-        Read from the vector shards, which list each video's segments beside their vectors
-        (one read of consecutive rows, core/vectors.py ``segment_window``); a shard written
-        before shards listed segments is read from the catalogue (one SQL round trip for all)."""
-        store, row_map = index.store, index.row_map
-        windows = (
-            store.segment_windows(
-                [(r.unit_id, r.asset_id, r.after, r.count, r.inclusive) for r in wanted], row_map
-            )
-            if store is not None
-            else [None] * len(wanted)
-        )
-        from_sql = iter(
-            reads.segments_near(self.library, [r for r, w in zip(wanted, windows, strict=True) if w is None])
-        )
-        parts: list[tuple[SegmentTable, bool, np.ndarray | None]] = []  # table, complete, scores
-        current = []
-        for w in windows:
-            if w is None:
-                table, complete = next(from_sql)
-                parts.append((table, complete, None))
-                current.append(np.ones(len(table), bool))
-            else:
-                seg = w.segments
-                table = SegmentTable(seg["id"], seg["t_start"], seg["t_end"], seg["t_best"], seg["cut"])
-                # As index.scores computes them (a matrix product): the same bits either way.
-                parts.append((table, w.complete, (w.vectors @ vector[None, :].T)[:, 0]))
-                current.append(w.current)
-        every = np.concatenate([table.unit_id for table, _, _ in parts])
-        scorable = index.contains(every) & np.concatenate(current)
+        """Moments' reads (search/moments.py) from the catalogue, for videos of shards written
+        before shards listed segments (the rest are read from the shards, ``_grow_in_windows``):
+        the segments next to a segment, those ``index`` (the search's snapshot) holds, less
+        ``skip``, scored against ``vector``; one SQL round trip for all, one scoring call."""
+        tables = reads.segments_near(self.library, wanted)
+        every = np.concatenate([table.unit_id for table, _ in tables]) if tables else np.zeros(0, np.int64)
+        scorable = index.contains(every)
         if len(skip):
             scorable &= ~np.isin(every, skip)
-        # The rows read from SQL, scored from the index's vectors in one call.
-        from_index = np.concatenate([np.full(len(table), scores is None) for table, _, scores in parts])
-        wanted_ids = every[scorable & from_index]
+        wanted_ids = every[scorable]
         scored = index.scores(wanted_ids, vector[None, :])[:, 0] if len(wanted_ids) else np.zeros(0)
         out, at, taken = [], 0, 0
-        for r, (table, complete, scores) in zip(wanted, parts, strict=True):
+        for r, (table, complete) in zip(wanted, tables, strict=True):
             n = len(table)
             far = (n - 1 if r.after else 0) if n else None
             edge = None if far is None else (float(table.t_start[far]), int(table.unit_id[far]))
             ok = scorable[at : at + n]
-            if scores is None:
-                kept = int(ok.sum())
-                scores, taken = scored[taken : taken + kept], taken + kept
-            else:
-                scores = scores[ok]
+            kept = int(ok.sum())
+            scores, taken = scored[taken : taken + kept], taken + kept
             out.append(Rows(table.take(ok), np.asarray(scores, dtype=np.float64), edge, complete))
             at += n
         return out
@@ -703,6 +704,84 @@ class SearchEngine:
             for asset, chain in found
         ]
         return results, len(results) > offset + q.k
+
+
+SHOT_REACH = 4 * BLOCK
+"""Segments read on each side of a seed at most at first, when no cut comes sooner."""
+
+
+def _grow_in_windows(
+    runs: list[Run],
+    index: VectorIndex,
+    vector: np.ndarray,
+    skip: np.ndarray,
+    read: Callable[[list[Read]], list[Rows]],
+) -> None:
+    """Settle a wave of moments (search/moments.py :class:`Run`) from windows of the vector shards'
+    segment lists: each seed's window read at once (core/vectors.py ``video_windows``), all scored
+    in one matrix product and their runs found in one pass (``runs_in_windows``); a run that
+    reaches its window's edge reads twice as far on that side, past cuts. Seeds whose shard lists
+    no segments are grown through the catalogue (``read``), as :func:`grow_by_reads` does."""
+    store = index.store
+    if store is None:
+        grow_by_reads(runs, read)
+        return
+    todo = runs
+    # The first window reaches to the cuts around the seed (and one segment past each), so a
+    # moment inside one shot, the usual case, is settled by one read.
+    before = np.full(len(todo), SHOT_REACH, np.int64)
+    after = np.full(len(todo), SHOT_REACH, np.int64)
+    stop_at_cuts = np.ones(len(todo), bool)
+    unlisted: list[Run] = []
+    while todo:
+        w = store.video_windows(
+            np.array([r.seed.unit_id for r in todo], np.int64),
+            np.array([r.seed.asset_id for r in todo], np.int64),
+            before,
+            after,
+            stop_at_cuts,
+            index.row_map,
+        )
+        # Rows that cannot be scored (gone from the served index, replaced, or the query's own
+        # example) are left out of the windows, as the catalogue's reads leave them out.
+        usable = w.current & index.contains(w.segments["id"])
+        if len(skip):
+            usable &= ~np.isin(w.segments["id"], skip)
+        kept_before = np.concatenate([[0], np.cumsum(usable)])
+        bounds = kept_before[w.bounds]
+        at = w.seed.clip(0)
+        seed = np.where((w.seed >= 0) & usable[at] if len(usable) else False, kept_before[at], -1)
+        seg = w.segments[usable]
+        # float64 as the catalogue path scores: the band's thresholds compare the same bits.
+        scores = (w.vectors[usable] @ vector[:, None])[:, 0].astype(np.float64)
+        keep = np.array([r.band.keep for r in todo], np.float64)
+        high = np.array([r.band.high for r in todo], np.float64)
+        lo, hi = runs_in_windows(bounds, seed, scores, seg["cut"], keep, high)
+        table = SegmentTable(seg["id"], seg["t_start"], seg["t_end"], seg["t_best"], seg["cut"])
+        again: list[int] = []
+        for j, run in enumerate(todo):
+            if not w.listed[j]:
+                unlisted.append(run)
+            elif lo[j] < 0:
+                run.settled = True  # gone, or below its band: no moment grows here
+            elif (lo[j] == bounds[j] and not w.at_start[j]) or (
+                hi[j] == bounds[j + 1] - 1 and not w.at_end[j]
+            ):
+                again.append(j)
+            else:
+                run.settle(table, scores, int(lo[j]), int(hi[j]))
+        if not again:
+            break
+        idx = np.array(again)
+        raw_before, raw_after = w.seed[idx] - w.bounds[idx], w.bounds[idx + 1] - 1 - w.seed[idx]
+        grow_before = (lo[idx] == bounds[idx]) & ~w.at_start[idx]
+        grow_after = (hi[idx] == bounds[idx + 1] - 1) & ~w.at_end[idx]
+        before = np.where(grow_before, np.maximum(BLOCK, 2 * raw_before), raw_before)
+        after = np.where(grow_after, np.maximum(BLOCK, 2 * raw_after), raw_after)
+        stop_at_cuts = np.zeros(len(idx), bool)  # the run crossed one: read on past cuts
+        todo = [todo[j] for j in again]
+    if unlisted:
+        grow_by_reads(unlisted, read)
 
 
 def _result(asset: Asset, unit_id: int, score: float, **extra: Any) -> Result:

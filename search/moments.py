@@ -316,6 +316,23 @@ class Run:
     moment: Moment | None = None
     span: tuple[tuple[float, int], tuple[float, int]] | None = None  # first and last key of the run
     members: np.ndarray | None = None  # the unit ids of the moment's segments
+    settled: bool = False  # grown as far as it goes: `moment` is final (None: no moment here)
+
+    def settle(self, table: SegmentTable, scores: np.ndarray, lo: int, hi: int) -> None:
+        """The run is segments ``lo..hi`` (inclusive) of ``table`` (time order) and ``scores``."""
+        best = lo + int(np.argmax(scores[lo : hi + 1]))  # first of equals: the earliest
+        s = self.seed
+        self.moment = Moment(
+            asset_id=s.asset_id,
+            start=float(table.t_start[lo]),
+            end=float(table.t_end[hi]),
+            best_time=float(table.t_best[best]),
+            score=float(scores[best]),
+            unit_id=int(table.unit_id[best]),
+        )
+        self.span = (_key(table, lo), _key(table, hi))
+        self.members = table.unit_id[lo : hi + 1]
+        self.settled = True
 
     def reads(self) -> list[Read]:
         """What to read next: both sides at first, then the side(s) the run reaches the end of;
@@ -329,6 +346,7 @@ class Run:
         table, scores = self.table, self.scores
         at = np.flatnonzero(table.unit_id == s.unit_id)
         if not len(at) or not scores[at[0]] >= self.band.keep:
+            self.settled = True
             return []  # gone from the catalogue, or below the band: no moment grows here
         pos = int(at[0])
         _, joins = _joins(scores, table.cut_before, self.band)
@@ -342,17 +360,7 @@ class Run:
         if hi == len(table) - 1 and not self.at_end and self.last is not None:
             wanted.append(Read(s.asset_id, *self.last, after=True, count=max(BLOCK, self.read_after)))
         if not wanted:
-            best = lo + int(np.argmax(scores[lo : hi + 1]))  # first of equals: the earliest
-            self.moment = Moment(
-                asset_id=s.asset_id,
-                start=float(table.t_start[lo]),
-                end=float(table.t_end[hi]),
-                best_time=float(table.t_best[best]),
-                score=float(scores[best]),
-                unit_id=int(table.unit_id[best]),
-            )
-            self.span = (_key(table, lo), _key(table, hi))
-            self.members = table.unit_id[lo : hi + 1]
+            self.settle(table, scores, lo, hi)
         return wanted
 
     def add(self, read: Read, rows: Rows) -> None:
@@ -385,8 +393,44 @@ def _concat(a: SegmentTable, b: SegmentTable) -> SegmentTable:
     )
 
 
-def _grow(runs: list[Run], read: Reader) -> None:
-    """Grow every run until it is known, all runs' reads batched into one call per round."""
+def runs_in_windows(
+    bounds: np.ndarray,
+    seed: np.ndarray,
+    scores: np.ndarray,
+    cut_before: np.ndarray,
+    keep: np.ndarray,
+    high: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The run around each seed, for many windows at once (what :meth:`Run.reads` finds in one).
+
+    Window j is the flat rows ``bounds[j]:bounds[j + 1]`` (n + 1,) of consecutive segments of one
+    video in time order, with ``scores`` and ``cut_before`` (m,); its seed is flat row
+    ``seed[j]`` (-1: none) and its band ``keep[j]``, ``high[j]`` (:class:`Band`). Returns (lo,
+    hi), each (n,) int64: the first and last flat row of the run of segments in band that holds
+    the seed, -1 where the seed is missing or below its band. A run ending at its window's edge
+    may go on past it (the caller reads further)."""
+    n = len(seed)
+    window = np.repeat(np.arange(n), np.diff(bounds))
+    kept = scores >= keep[window]
+    both_high = scores >= high[window]
+    joins = np.zeros(len(scores), bool)
+    joins[1:] = (
+        kept[1:]
+        & kept[:-1]
+        & ~(cut_before[1:] & ~(both_high[:-1] & both_high[1:]))
+        & (window[1:] == window[:-1])
+    )
+    starts = np.flatnonzero(~joins)  # every window's first row starts a run
+    at = seed.clip(0)
+    ok = (seed >= 0) & (kept[at] if len(scores) else False)
+    k = starts.searchsorted(at, "right")
+    lo = starts[(k - 1).clip(0)] if len(starts) else np.zeros(n, np.int64)
+    hi = np.append(starts, len(scores))[k.clip(0, len(starts))] - 1
+    return np.where(ok, lo, -1), np.where(ok, hi, -1)
+
+
+def grow_by_reads(runs: list[Run], read: Reader) -> None:
+    """Grow every run until it is settled, all runs' reads batched into one call per round."""
     pending = [(run, r) for run in runs for r in run.reads()]
     while pending:
         answers = read([r for _, r in pending])
@@ -406,6 +450,7 @@ def fit_hits(
     bands: Mapping[int, Band],
     read: Reader,
     grown: dict[int, Run] | None = None,
+    grow: Callable[[list[Run]], None] | None = None,
 ) -> list[tuple[Seed, Moment | None]]:
     """The first ``want`` results of a page, best first, from ``hits`` in the index's score order:
     images as they are (``None``), and for video segments the moment each one grows into
@@ -416,7 +461,9 @@ def fit_hits(
     (see the comment above :class:`Seed`). Reads are batched: a wave grows as many hits as the
     page still needs, one per video, all at once; the next wave fills the room left by hits that
     fell in a moment already taken. ``bands`` maps each video among the hits to its band; ``grown``
-    keeps runs across calls (the engine calls again with more hits when the page is not full).
+    keeps runs across calls (the engine calls again with more hits when the page is not full);
+    ``grow``, when given, settles a wave's runs instead of reading through ``read`` (the engine's
+    reads many windows at once from the shards, :func:`runs_in_windows`).
     Raises ValueError for a ``per_video`` below 1.
     """
     if per_video < 1:
@@ -458,7 +505,9 @@ def fit_hits(
                 wave.append(run)
                 in_wave.add(seed.asset_id)
         pending = later
-        _grow([run for run in wave if run.moment is None and run.span is None], read)
+        unsettled = [run for run in wave if not run.settled]
+        if unsettled:
+            (grow or (lambda runs: grow_by_reads(runs, read)))(unsettled)
         for run in wave:
             if run.moment is not None and run.span is not None and not covered(run.seed):
                 spans[run.seed.asset_id].append(run.span)

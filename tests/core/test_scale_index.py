@@ -307,3 +307,38 @@ def test_excluded_ids_are_never_returned_and_k_hits_come_from_the_rest(make_libr
     allowed = index.ids()[::3]
     _, filtered = index.search(queries, 10, allowed_ids=allowed, excluded_ids=taken)
     assert np.isin(filtered, allowed).all() and not np.isin(filtered, taken).any()
+
+
+@pytest.mark.parametrize("setting", ["flat", "ivf"])
+def test_spare_candidates_go_on_past_k_in_exact_score_order_with_the_delta_s_hits(make_library, setting):
+    """What an approximate base re-ranked past the k-th comes back with ``spare``: the same first
+    k, then the rest best first, exact scores, deltas' units among them, never a tombstone."""
+    from glimpse.search.batching import IndexQuery, search_together
+
+    lib = make_library(index=setting)
+    _import(lib, 0, clustered(2000))
+    _import(lib, 2000, clustered(60, seed=5))  # a delta
+    index = lib.open_index().index
+    queries = clustered(4, seed=9)
+    scores, ids = index.search(queries, 10)
+    spare_scores, spare_ids = index.search(queries, 10, spare=True)
+    np.testing.assert_array_equal(spare_ids[:, :10], ids)
+    np.testing.assert_array_equal(spare_scores[:, :10], scores)
+    if setting == "flat":
+        assert spare_ids.shape == ids.shape  # exact: nothing was re-ranked, nothing spare
+        return
+    assert spare_ids.shape[1] == rerank_depth(10, index.info.k_factor) > 10
+    delta = index.ids()[-60:]
+    for q, row_ids, row_scores in zip(queries, spare_ids, spare_scores, strict=True):
+        valid = row_ids >= 0
+        row_ids, row_scores = row_ids[valid], row_scores[valid]
+        assert len(np.unique(row_ids)) == len(row_ids) and (np.diff(row_scores) <= 0).all()
+        np.testing.assert_allclose(row_scores, index.vectors(row_ids) @ q, rtol=1e-5, atol=1e-5)
+        # every delta unit that beats the last spare candidate is in the row
+        beating = delta[index.vectors(delta) @ q > row_scores[-1] + 1e-5]
+        assert np.isin(beating, row_ids).all()
+    # the micro-batching searcher passes spare candidates to the queries that ask for them
+    (asked, _), (plain, _) = search_together(
+        [IndexQuery(index, queries[0], 10, spare=True), IndexQuery(index, queries[1], 10)]
+    )
+    assert asked.shape[1] == spare_ids.shape[1] and plain.shape[1] == 10

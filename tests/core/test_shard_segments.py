@@ -39,49 +39,69 @@ def _store_with_two_videos_and_an_image(tmp_path) -> tuple[VectorStore, np.ndarr
     return store, ids
 
 
+def window(
+    store: VectorStore,
+    unit_id: int,
+    asset: int,
+    before: int = 0,
+    after: int = 0,
+    cuts: bool = True,
+    row_map=None,
+):  # type: ignore[no-untyped-def]
+    """The window around one segment (VectorStore.video_windows asked for one)."""
+    one = np.array
+    return store.video_windows(
+        one([unit_id]), one([asset]), one([before]), one([after]), one([cuts]), row_map
+    )
+
+
 def test_a_window_reads_the_video_s_neighbours_in_time_order_and_stops_at_its_ends(tmp_path):
     store, _ = _store_with_two_videos_and_an_image(tmp_path)
-    after = store.segment_window(13, 1, after=True, count=3)
-    assert after is not None and after.segments["id"].tolist() == [14, 15, 16] and not after.complete
-    assert after.segments["cut"].tolist() == [True, False, False]
-    with_it = store.segment_window(13, 1, after=True, count=2, inclusive=True)
-    assert with_it is not None and with_it.segments["t_start"].tolist() == [3.0, 4.0]
-    to_the_end = store.segment_window(17, 1, after=True, count=5)  # the image and video 2 follow
-    assert to_the_end is not None and to_the_end.segments["id"].tolist() == [18, 19] and to_the_end.complete
-    from_the_start = store.segment_window(22, 2, after=False, count=4)  # the image comes before
-    assert from_the_start is not None and from_the_start.segments["id"].tolist() == [21]
-    assert from_the_start.complete
-    np.testing.assert_array_equal(after.vectors, store.rows(np.array([14, 15, 16])))
-    assert after.current.all()
+    after = window(store, 13, 1, after=3, cuts=False)
+    assert after.segments["id"].tolist() == [13, 14, 15, 16] and after.seed.tolist() == [0]
+    assert after.segments["cut"].tolist() == [False, True, False, False]
+    assert not after.at_start[0] and not after.at_end[0]
+    around = window(store, 13, 1, before=2, after=1, cuts=False)
+    assert around.segments["t_start"].tolist() == [1.0, 2.0, 3.0, 4.0] and around.seed.tolist() == [2]
+    to_the_end = window(store, 17, 1, after=5, cuts=False)  # the image and video 2 follow
+    assert to_the_end.segments["id"].tolist() == [17, 18, 19] and to_the_end.at_end[0]
+    from_the_start = window(store, 22, 2, before=4, cuts=False)  # the image comes before
+    assert from_the_start.segments["id"].tolist() == [21, 22] and from_the_start.at_start[0]
+    np.testing.assert_array_equal(after.vectors, store.rows(np.array([13, 14, 15, 16])))
+    assert after.current.all() and after.listed.all()
 
 
-def test_a_window_stops_one_segment_past_the_first_cut_on_its_way(tmp_path):
+def test_a_window_stops_one_segment_past_the_nearest_cut_on_each_side_when_asked(tmp_path):
     """A moment rarely crosses a cut; the segment past it is what decides whether it does."""
     store = VectorStore(tmp_path, DIM)
     ids, segments = _video(1, 1, 12, cuts=(4, 8))  # shots 0-3, 4-7, 8-11 s (ids 1-12)
     store.append(ids, _vectors(12), segments)
-    after = store.segment_window(2, 1, after=True, count=10)  # from t=1: through t=4, then stop
-    assert after is not None and after.segments["t_start"].tolist() == [2.0, 3.0, 4.0]
-    assert not after.complete  # the video goes on
-    before = store.segment_window(10, 1, after=False, count=8)  # from t=9: back to t=7
-    assert before is not None and before.segments["t_start"].tolist() == [7.0, 8.0]
-    assert not before.complete
-    across = store.segment_window(5, 1, after=False, count=3)  # t=4 starts a shot: t=1-3 read
-    assert across is not None and across.segments["t_start"].tolist() == [1.0, 2.0, 3.0]
+    early = window(store, 2, 1, before=10, after=10)  # t=1: back to the start, on through t=4
+    assert early.segments["t_start"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert early.at_start[0] and not early.at_end[0]  # the video goes on
+    late = window(store, 10, 1, before=8)  # t=9: back to t=7, one before the cut at t=8
+    assert late.segments["t_start"].tolist() == [7.0, 8.0, 9.0] and not late.at_start[0]
+    starts_a_shot = window(store, 5, 1, before=3)  # t=4 starts a shot: the shot before is read
+    assert starts_a_shot.segments["t_start"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    past_cuts = window(store, 2, 1, before=10, after=10, cuts=False)
+    assert past_cuts.segments["id"].tolist() == ids.tolist() and past_cuts.at_end[0]
 
 
 def test_an_image_or_a_segment_of_another_video_is_not_answered_from_the_list(tmp_path):
     store, _ = _store_with_two_videos_and_an_image(tmp_path)
-    assert store.segment_window(20, 3, after=True, count=3) is None  # an image: no segments
-    assert store.segment_window(13, 2, after=True, count=3) is None  # the catalogue says video 2
-    assert store.segment_window(999, 1, after=True, count=3) is None  # not stored at all
+    asked = np.array([20, 13, 999, 14])  # an image, video 2's (says the catalogue), not stored, fine
+    w = store.video_windows(
+        asked, np.array([3, 2, 1, 1]), np.ones(4, int), np.ones(4, int), np.zeros(4, bool)
+    )
+    assert w.listed.tolist() == [False, False, False, True]
+    assert w.bounds.tolist() == [0, 0, 0, 0, 3] and w.seed.tolist() == [-1, -1, -1, 1]
+    assert w.segments["id"].tolist() == [13, 14, 15]
 
 
 def test_a_row_replaced_in_a_newer_shard_is_read_but_not_current(tmp_path):
     store, _ = _store_with_two_videos_and_an_image(tmp_path)
     store.append(np.array([15]), _vectors(1, seed=9), np.zeros(0, SEGMENT_DTYPE))
-    window = store.segment_window(13, 1, after=True, count=3)
-    assert window is not None and window.current.tolist() == [True, False, True]
+    assert window(store, 13, 1, after=3, cuts=False).current.tolist() == [True, True, False, True]
 
 
 def test_a_shard_written_without_a_list_is_not_answered_from_it_until_one_is_added(tmp_path):
@@ -90,10 +110,9 @@ def test_a_shard_written_without_a_list_is_not_answered_from_it_until_one_is_add
     path = store.append(ids, _vectors(6))
     reader = VectorStore(tmp_path, DIM, clean=False)  # the API's store, open meanwhile
     assert path is not None and reader.segments_of(path) is None
-    assert reader.segment_window(3, 1, after=True, count=2) is None
+    assert not window(reader, 3, 1, after=2).listed[0]
     store.add_segments(path, segments)  # the next publish lists them from the catalogue
-    window = reader.segment_window(3, 1, after=True, count=2)
-    assert window is not None and window.segments["id"].tolist() == [4, 5]
+    assert window(reader, 3, 1, after=2).segments["id"].tolist() == [3, 4, 5]
 
 
 def test_a_reader_holding_a_map_of_shards_compacted_away_is_told_to_ask_the_catalogue(tmp_path):
@@ -104,9 +123,9 @@ def test_a_reader_holding_a_map_of_shards_compacted_away_is_told_to_ask_the_cata
     old_map = reader.row_map()
     assert reader.segments_of(old_map.shards[0]) is not None  # its list read, its vectors not yet
     writer.compact(ids)
-    assert reader.segment_windows([(3, 1, True, 2, False)], old_map) == [None]
-    window = reader.segment_window(3, 1, after=True, count=2)  # a fresh map: the new shard
-    assert window is not None and window.segments["id"].tolist() == [4, 5]
+    stale = window(reader, 3, 1, after=2, row_map=old_map)
+    assert not stale.listed[0] and len(stale.segments) == 0
+    assert window(reader, 3, 1, after=2).segments["id"].tolist() == [3, 4, 5]  # a fresh map
 
 
 def test_a_video_whose_rows_are_out_of_time_order_or_split_is_left_out_of_the_list():
@@ -143,9 +162,9 @@ def test_compaction_keeps_each_live_segment_listed_beside_its_vector(tmp_path):
     table = store.segments_of(path)
     assert table is not None and table["id"].tolist() == live.tolist()
     assert table["row"].tolist() == list(range(20))
-    window = store.segment_window(25, 3, after=False, count=10)
-    assert window is not None and window.segments["t_start"].tolist() == [0.0, 1.0, 2.0, 3.0]
-    np.testing.assert_array_equal(window.vectors, store.rows(np.arange(21, 25)))
+    moved = window(store, 25, 3, before=10)
+    assert moved.segments["t_start"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_array_equal(moved.vectors, store.rows(np.arange(21, 26)))
 
 
 def test_widening_float16_rows_is_bit_for_bit_numpy_s_cast():

@@ -18,7 +18,7 @@ from glimpse.core.vectors import segment_rows
 from glimpse.core.vocabulary import Kind, Status
 from glimpse.search import reads
 from glimpse.search.engine import SearchEngine
-from glimpse.search.moments import Read, fit_table
+from glimpse.search.moments import Read, SegmentTable, fit_table
 from glimpse.search.query import SearchQuery
 
 DIM = 32
@@ -211,7 +211,8 @@ def test_shards_that_list_their_segments_answer_a_video_search_without_sql(archi
 
 
 def test_a_shard_window_is_the_catalogue_s_read(archive, request):  # type: ignore[no-untyped-def]
-    """Before, after, and cut short by either end of the video: what segments_near returns."""
+    """Before and after a segment, cut short by either end of the video, or one segment past the
+    nearest cuts: what segments_near returns."""
     if request.node.callspec.params["archive"] == "catalogue":
         pytest.skip("no list in these shards")
     library = archive.library
@@ -220,27 +221,39 @@ def test_a_shard_window_is_the_catalogue_s_read(archive, request):  # type: igno
         asset_id, unit_id = s.execute(
             Unit.__table__.select().with_only_columns(Unit.asset_id, Unit.id).where(Unit.t_start == 100.0)
         ).first()
-    wanted = [
-        Read(asset_id, 100.0, unit_id, after=False, count=5),
-        Read(asset_id, 100.0, unit_id, after=True, count=5, inclusive=True),
-        Read(asset_id, 100.0, unit_id, after=True, count=7),
-        Read(asset_id, 3.0, unit_id - 97, after=False, count=10),
-        Read(asset_id, SECONDS - 3.0, unit_id + SECONDS - 103, after=True, count=10),
-    ]
-    for r, (table, complete) in zip(wanted, reads.segments_near(library, wanted), strict=True):
-        window = store.segment_window(
-            r.unit_id, r.asset_id, after=r.after, count=r.count, inclusive=r.inclusive
-        )
-        assert window is not None
-        inside = np.flatnonzero(table.cut_before[1:])  # a window stops one past the first cut
-        if len(inside):
-            table = table.take_rows(slice(None, inside[0] + 2) if r.after else slice(inside[-1], None))
-            complete = False
-        assert window.segments["id"].tolist() == table.unit_id.tolist()
-        for column in ("t_start", "t_end", "t_best"):
-            assert window.segments[column].tolist() == getattr(table, column).tolist()
-        assert window.segments["cut"].tolist() == table.cut_before.tolist()
-        assert window.complete == complete and window.current.all()
-        assert np.array_equal(window.vectors, store.rows(table.unit_id))
+    one = np.array
+    for seed, t, before, after in [
+        (unit_id, 100.0, 5, 5),
+        (unit_id - 97, 3.0, 10, 4),  # the video starts 3 segments before
+        (unit_id + SECONDS - 103, SECONDS - 3.0, 4, 10),  # and ends 2 after
+    ]:
+        wanted = [
+            Read(asset_id, t, seed, after=False, count=before),
+            Read(asset_id, t, seed, after=True, count=after + 1, inclusive=True),
+        ]
+        (earlier, at_start), (later, at_end) = reads.segments_near(library, wanted)
+        table = SegmentTable(*(np.concatenate([getattr(earlier, f), getattr(later, f)]) for f in FIELDS))
+        for stop_at_cuts in (False, True):
+            w = store.video_windows(
+                one([seed]), one([asset_id]), one([before]), one([after]), one([stop_at_cuts])
+            )
+            expected, lo, hi, p = table, 0, len(table), len(earlier)
+            cuts = np.flatnonzero(table.cut_before)
+            if stop_at_cuts and len(cuts[cuts < p]) and cuts[cuts < p][-1] > 0:
+                lo = int(cuts[cuts < p][-1]) - 1
+            if stop_at_cuts and len(cuts[cuts > p]) and cuts[cuts > p][0] < len(table):
+                hi = int(cuts[cuts > p][0]) + 1
+            expected = table.take_rows(slice(lo, hi))
+            assert w.listed[0] and w.seed[0] == p - lo
+            assert w.segments["id"].tolist() == expected.unit_id.tolist()
+            for column in ("t_start", "t_end", "t_best"):
+                assert w.segments[column].tolist() == getattr(expected, column).tolist()
+            assert w.segments["cut"].tolist() == expected.cut_before.tolist()
+            assert w.at_start[0] == (at_start and lo == 0) and w.at_end[0] == (at_end and hi == len(table))
+            assert w.current.all() and np.array_equal(w.vectors, store.rows(expected.unit_id))
     # Not a segment of that video: the shard cannot say, the catalogue must.
-    assert store.segment_window(unit_id, asset_id + 1, after=True, count=5) is None
+    w = store.video_windows(one([unit_id]), one([asset_id + 1]), one([5]), one([5]), one([False]))
+    assert not w.listed[0] and len(w.segments) == 0
+
+
+FIELDS = ("unit_id", "t_start", "t_end", "t_best", "cut_before")

@@ -14,9 +14,11 @@ from glimpse.search.moments import (
     Rows,
     Seed,
     SegmentTable,
+    _joins,
     band,
     fit_hits,
     fit_table,
+    runs_in_windows,
 )
 
 TYPICAL = 0.1
@@ -201,3 +203,42 @@ def test_images_are_taken_as_they_are_and_count_toward_the_page() -> None:
 def test_a_bad_cap_is_refused() -> None:
     with pytest.raises(ValueError, match="per_video"):
         fit_hits([], want=1, per_video=0, bands={}, read=MemoryReader({}))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_runs_found_in_many_windows_at_once_are_each_window_s_run_around_its_seed(seed: int) -> None:
+    """``runs_in_windows`` (the shards' path, all of a wave's windows in one pass) against a walk
+    outward from the seed over each window alone, with the band's joins."""
+    rng = np.random.default_rng(seed)
+    tables, scores, cuts, bounds, seeds, bands = [], [], [], [0], [], []
+    for _ in range(int(rng.integers(1, 30))):
+        table, s = random_video(rng, 0, int(rng.integers(1, 400)))
+        lo = int(rng.integers(0, len(table)))
+        hi = int(rng.integers(lo + 1, len(table) + 1))
+        tables.append(table.take_rows(slice(lo, hi)))
+        scores.append(s[lo:hi])
+        cuts.append(table.cut_before[lo:hi])
+        seeds.append(bounds[-1] + int(rng.integers(0, hi - lo)) if rng.random() < 0.95 else -1)
+        bounds.append(bounds[-1] + hi - lo)
+        bands.append(band(float(s[lo:hi].max()) + rng.choice([0.0, 0.05]), TYPICAL))
+    flat = np.concatenate(scores)
+    got_lo, got_hi = runs_in_windows(
+        np.array(bounds),
+        np.array(seeds),
+        flat,
+        np.concatenate(cuts),
+        np.array([b.keep for b in bands]),
+        np.array([b.high for b in bands]),
+    )
+    for j, at in enumerate(seeds):
+        start, stop = bounds[j], bounds[j + 1]
+        if at < 0 or flat[at] < bands[j].keep:
+            assert (got_lo[j], got_hi[j]) == (-1, -1)
+            continue
+        _, joins = _joins(flat[start:stop], cuts[j], bands[j])
+        lo = hi = at - start
+        while lo > 0 and joins[lo]:
+            lo -= 1
+        while hi + 1 < stop - start and joins[hi + 1]:
+            hi += 1
+        assert (got_lo[j], got_hi[j]) == (start + lo, start + hi)
