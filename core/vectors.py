@@ -160,6 +160,7 @@ class RowMap:
         self.ids = np.zeros(0, np.int64)  # sorted
         self.shard = np.zeros(0, np.int32)  # index into self.shards
         self.row = np.zeros(0, np.int64)
+        self.superseded = False  # some id has rows in two shards: only the newest is current
 
     def extend(self, shards: list[Path], read_ids: object) -> RowMap:
         """A new map with ``shards`` (which must start with this map's shards) mapped too."""
@@ -169,7 +170,7 @@ class RowMap:
         out = RowMap()
         out.shards = list(shards)
         if not new:
-            out.ids, out.shard, out.row = self.ids, self.shard, self.row
+            out.ids, out.shard, out.row, out.superseded = self.ids, self.shard, self.row, self.superseded
             return out
         ids_blocks, shard_blocks, row_blocks = [], [], []
         for offset, path in enumerate(new):
@@ -188,6 +189,7 @@ class RowMap:
         out.ids = all_ids[order]
         out.shard = np.concatenate([self.shard[old], new_shard])[order]
         out.row = np.concatenate([self.row[old], new_row])[order]
+        out.superseded = self.superseded or len(new_ids) < len(ids) or not old.all()
         return out
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -382,8 +384,11 @@ class VectorStore:
             fd, offset = self._descriptor(rmap.shards[s])
             _read_into(fd, half[bounds[j] : bounds[j + 1]], offset + int(part["row"][0]) * size)
         vectors = widen(half)  # one conversion for all the windows
-        at_ids, at_pos = rmap.locate(segments["id"])
-        current = at_ids & (rmap.shard[at_pos] == shard) & (rmap.row[at_pos] == segments["row"])
+        if rmap.superseded:
+            at_ids, at_pos = rmap.locate(segments["id"])
+            current = at_ids & (rmap.shard[at_pos] == shard) & (rmap.row[at_pos] == segments["row"])
+        else:  # every id has one row, and a listed segment's row holds its id: all current
+            current = np.ones(len(segments), bool)
         listed = np.array([sp is not None for sp in spans], bool)
         seed = np.array(
             [-1 if sp is None else int(bounds[j]) + sp[3] - sp[1] for j, sp in enumerate(spans)], np.int64

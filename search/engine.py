@@ -722,8 +722,8 @@ def _grow_in_windows(
     in one matrix product and their runs found in one pass (``runs_in_windows``); a run that
     reaches its window's edge reads twice as far on that side, past cuts. Seeds whose shard lists
     no segments are grown through the catalogue (``read``), as :func:`grow_by_reads` does."""
-    store = index.store
-    if store is None:
+    store, row_map = index.store, index.row_map
+    if store is None or row_map is None:
         grow_by_reads(runs, read)
         return
     todo = runs
@@ -740,20 +740,23 @@ def _grow_in_windows(
             before,
             after,
             stop_at_cuts,
-            index.row_map,
+            row_map,
         )
         # Rows that cannot be scored (gone from the served index, replaced, or the query's own
         # example) are left out of the windows, as the catalogue's reads leave them out.
-        usable = w.current & index.contains(w.segments["id"])
+        usable = w.current
+        if len(index) < len(row_map.ids):  # the store holds ids this version does not serve
+            usable = usable & index.contains(w.segments["id"])
         if len(skip):
             usable &= ~np.isin(w.segments["id"], skip)
         kept_before = np.concatenate([[0], np.cumsum(usable)])
         bounds = kept_before[w.bounds]
-        at = w.seed.clip(0)
+        at = np.maximum(w.seed, 0)
         seed = np.where((w.seed >= 0) & usable[at] if len(usable) else False, kept_before[at], -1)
         seg = w.segments[usable]
-        # float64 as the catalogue path scores: the band's thresholds compare the same bits.
-        scores = (w.vectors[usable] @ vector[:, None])[:, 0].astype(np.float64)
+        # Scored before the unusable rows go (no copy of the vectors); float64 as the catalogue
+        # path scores, so the band's thresholds compare the same bits.
+        scores = (w.vectors @ vector[:, None])[usable, 0].astype(np.float64)
         keep = np.array([r.band.keep for r in todo], np.float64)
         high = np.array([r.band.high for r in todo], np.float64)
         lo, hi = runs_in_windows(bounds, seed, scores, seg["cut"], keep, high)

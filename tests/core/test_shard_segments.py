@@ -100,7 +100,9 @@ def test_an_image_or_a_segment_of_another_video_is_not_answered_from_the_list(tm
 
 def test_a_row_replaced_in_a_newer_shard_is_read_but_not_current(tmp_path):
     store, _ = _store_with_two_videos_and_an_image(tmp_path)
+    assert not store.row_map().superseded
     store.append(np.array([15]), _vectors(1, seed=9), np.zeros(0, SEGMENT_DTYPE))
+    assert store.row_map().superseded
     assert window(store, 13, 1, after=3, cuts=False).current.tolist() == [True, True, False, True]
 
 
