@@ -14,8 +14,8 @@ same queries, their pages in the OS's cache):
   against the query and its moments fitted (search/moments.py);
 - **baseline**: the same search where each video hit is returned as its own segment, at most
   ``moments_per_video`` a video (the page rule of any video search): what a search costs
-  without fitting, no segment reads, no scoring. Both arms fetch more hits while their page is
-  not full.
+  without fitting, no segment reads, no scoring. Both arms take more hits while their page is
+  not full (from the spare candidates of their first search, then from further searches).
 
 Target (issue 16): fitted p50 ≤ 1.2 × baseline p50 on 1,000 hours. Run:
 
