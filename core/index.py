@@ -335,12 +335,13 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, ids) per query, best first; ids are -1 where fewer exist.
 
-        With ``spare`` (unfiltered searches), each row goes on past the ``k``-th with the other
-        candidates an approximate base re-ranked exactly (``rerank_depth(k, k_factor)`` in all,
-        scores exact, best first): the next hits of the same ranking without another search, for
-        a caller that cannot tell how many it needs (a video's hits fold into one moment). Past
-        ``k`` they are the probed lists' best by compressed code, as FAISS's IndexRefine sees them
-        before it cuts to ``k``: a vector whose code ranked it lower is missing there.
+        With ``spare``, each row goes on past the ``k``-th with the other candidates an
+        approximate base re-ranked exactly (``rerank_depth(k, k_factor)`` in all), or every
+        allowed id when a filter's were scored exactly; scores exact, best first: the next hits
+        of the same ranking without another search, for a caller that cannot tell how many it
+        needs (a video's hits fold into one moment). Past ``k`` they are the probed lists' best by
+        compressed code, as FAISS's IndexRefine sees them before it cuts to ``k``: a vector whose
+        code ranked it lower is missing there. An exact base has nothing spare.
 
         With ``allowed_ids`` the search itself is restricted to them, so a selective filter still
         yields ``k`` hits when ``k`` allowed items exist: up to ``EXACT_FILTER_MAX`` allowed ids
@@ -369,13 +370,12 @@ class VectorIndex:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         k = min(k, len(allowed))
         if len(allowed) <= EXACT_FILTER_MAX and (self._store is not None or not self.info.exact):
-            return _top_k(queries @ self.vectors(allowed).T, allowed, k)
+            # Every allowed id is scored exactly: with `spare`, all of them are the ranking.
+            return _top_k(queries @ self.vectors(allowed).T, allowed, len(allowed) if spare else k)
         in_delta = np.isin(allowed, self._delta.ids, assume_unique=True)
-        parts = [
-            self._search_base(queries, k, allowed[~in_delta]),
-            self._search_delta(queries, k, allowed[in_delta]),
-        ]
-        return _merge(parts, k)
+        base = self._search_base(queries, k, allowed[~in_delta], spare=spare)
+        depth = max(k, base[1].shape[1])
+        return _merge([base, self._search_delta(queries, depth, allowed[in_delta])], depth)
 
     def _search_base(
         self,

@@ -324,6 +324,13 @@ def test_spare_candidates_go_on_past_k_in_exact_score_order_with_the_delta_s_hit
     spare_scores, spare_ids = index.search(queries, 10, spare=True)
     np.testing.assert_array_equal(spare_ids[:, :10], ids)
     np.testing.assert_array_equal(spare_scores[:, :10], scores)
+    # A filter allowing few enough to score them all exactly: all of them are spare, best first.
+    allowed = index.ids()[::7]
+    _, filtered = index.search(queries, 10, allowed_ids=allowed)
+    every_scores, every_allowed = index.search(queries, 10, allowed_ids=allowed, spare=True)
+    assert every_allowed.shape == (4, len(allowed)) and (np.sort(every_allowed, axis=1) == allowed).all()
+    np.testing.assert_array_equal(every_allowed[:, :10], filtered)
+    assert (np.diff(every_scores, axis=1) <= 0).all()
     if setting == "flat":
         assert spare_ids.shape == ids.shape  # exact: nothing was re-ranked, nothing spare
         return

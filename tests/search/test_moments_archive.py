@@ -5,8 +5,10 @@ reads around the hits use the (asset_id, t_start) index instead of walking a vid
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy import insert
@@ -41,16 +43,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture(params=["written", "listed later", "catalogue"])
+@pytest.fixture(params=["written", "listed later", "catalogue", "ivf"])
 def archive(request, make_settings):  # type: ignore[no-untyped-def]
     """Videos made of scenes (5-90 s, a cut before each), each scene a noisy copy of a topic.
 
     Where moments read the segments next to a hit: the shards list them as the indexer writes
     them ("written"); a shard from before they did gets its list when the index is published
-    ("listed later"); a shard without one is read from the catalogue ("catalogue")."""
+    ("listed later"); a shard without one is read from the catalogue ("catalogue"). "ivf" is
+    "written" under an approximate index probing every list, so its ranking is exact while a
+    search also returns its spare candidates, the hits a page takes next."""
     rng = np.random.default_rng(0)
     topics = _unit(rng.standard_normal((TOPICS, DIM)))
-    settings = make_settings()
+    settings = make_settings(index="ivf") if request.param == "ivf" else make_settings()
     library = Library(settings)
     with library.writer_lock():
         library.bind_model(ModelRef("archive", None), DIM)
@@ -94,7 +98,7 @@ def archive(request, make_settings):  # type: ignore[no-untyped-def]
                 )
                 ids = np.asarray(ids, dtype=np.int64)
                 segments = None
-                if request.param == "written":
+                if request.param in ("written", "ivf"):
                     segments = segment_rows(ids, rows)
                 store.append(ids, np.concatenate(vectors), segments)
         library.rebuild_index()
@@ -107,6 +111,11 @@ def archive(request, make_settings):  # type: ignore[no-untyped-def]
                 (path / "segments.npy").unlink()
     queries = _unit(topics + 0.6 * rng.standard_normal((TOPICS, DIM)) / np.sqrt(DIM) * 4)
     engine = SearchEngine(library, settings, QueryVectors(queries))  # type: ignore[arg-type]
+    if request.param == "ivf":
+        index = engine.snapshot.index
+        assert not index.info.exact
+        nlist = int(faiss.extract_index_ivf(index._base).nlist)
+        index.info = dataclasses.replace(index.info, nprobe=nlist, k_factor=1000)
     yield engine
     library.close()
 
@@ -257,3 +266,19 @@ def test_a_shard_window_is_the_catalogue_s_read(archive, request):  # type: igno
 
 
 FIELDS = ("unit_id", "t_start", "t_end", "t_best", "cut_before")
+
+
+def test_a_page_of_moments_takes_its_later_hits_from_the_first_search_s_spare_candidates(
+    archive, request, monkeypatch
+):  # type: ignore[no-untyped-def]
+    if request.node.callspec.params["archive"] != "ivf":
+        pytest.skip("an exact index re-ranks nothing: no spare candidates")
+    searches, hit_reads = [], []
+    real_search, real_read_hits = archive.searcher.search, reads.read_hits
+    monkeypatch.setattr(
+        archive.searcher, "search", lambda *a, **k: searches.append(a[2]) or real_search(*a, **k)
+    )
+    monkeypatch.setattr(reads, "read_hits", lambda *a: hit_reads.append(len(a[1])) or real_read_hits(*a))
+    assert same(shown(archive, 0, k=7), oracle(archive, 0)[:7])
+    assert len(hit_reads) >= 2, "the first hits filled the page: nothing spare was needed"
+    assert len(searches) == 1, (searches, hit_reads)
