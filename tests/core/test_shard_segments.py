@@ -5,7 +5,7 @@ never a row replaced since, and nothing listed that the list cannot vouch for.""
 import numpy as np
 import pytest
 
-from glimpse.core.vectors import SEGMENT_DTYPE, VectorStore, segment_rows, whole_videos, widen
+from glimpse.core.vectors import SEGMENT_DTYPE, WIDEN_ROWS, VectorStore, segment_rows, whole_videos, widen
 
 DIM = 8
 
@@ -176,6 +176,12 @@ def test_widening_float16_rows_is_bit_for_bit_numpy_s_cast():
     assert wide.dtype == np.float32
     assert np.array_equal(wide.view(np.uint32), half.astype(np.float32).view(np.uint32))
     assert widen(half[:0]).shape == (0, 64)
+    # Wide rows go a block at a time (WIDEN_ROWS elements): every block, the last one short, and
+    # a read-only input (a memory-mapped shard's rows) come out the same.
+    many = (np.random.default_rng(4).standard_normal((1000, 512)) * 3).astype(np.float16)
+    many.flags.writeable = False
+    assert 3 * WIDEN_ROWS < 1000 * 512 and 1000 % (WIDEN_ROWS // 512) != 0
+    assert np.array_equal(widen(many).view(np.uint32), many.astype(np.float32).view(np.uint32))
 
 
 def test_a_publish_checks_each_shard_once_and_lists_no_file_for_a_shard_of_images(make_settings):
