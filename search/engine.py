@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +34,6 @@ from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
 from glimpse.search.fusion import rrf
 from glimpse.search.moments import (
-    BLOCK,
     Read,
     Rows,
     Run,
@@ -45,8 +43,6 @@ from glimpse.search.moments import (
     band,
     fit_hits,
     fit_table,
-    grow_by_reads,
-    runs_in_windows,
     sequences,
 )
 from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, SearchQuery, Sort
@@ -55,6 +51,7 @@ from glimpse.search.relevance import RELEVANT, Calibration
 from glimpse.search.snapshots import IndexHolder
 from glimpse.search.text_ranking import fuse_ocr
 from glimpse.search.text_ranking import text_hits as text_hits_of
+from glimpse.search.windows import grow_in_windows
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -592,7 +589,7 @@ class SearchEngine:
             bands=bands,
             read=read,
             grown=grown,
-            grow=lambda runs: _grow_in_windows(runs, index, vector, skip, read),
+            grow=lambda runs: grow_in_windows(runs, index, vector, skip, read),
         )
         results = [
             _result(assets[seed.asset_id], seed.unit_id, seed.score)
@@ -609,7 +606,7 @@ class SearchEngine:
         self, index: VectorIndex, wanted: list[Read], vector: np.ndarray, skip: np.ndarray
     ) -> list[Rows]:
         """Moments' reads (search/moments.py) from the catalogue, for videos of shards written
-        before shards listed segments (the rest are read from the shards, ``_grow_in_windows``):
+        before shards listed segments (the rest are read from the shards, search/windows.py):
         the segments next to a segment, those ``index`` (the search's snapshot) holds, less
         ``skip``, scored against ``vector``; one SQL round trip for all, one scoring call."""
         tables = reads.segments_near(self.library, wanted)
@@ -704,87 +701,6 @@ class SearchEngine:
             for asset, chain in found
         ]
         return results, len(results) > offset + q.k
-
-
-SHOT_REACH = 4 * BLOCK
-"""Segments read on each side of a seed at most at first, when no cut comes sooner."""
-
-
-def _grow_in_windows(
-    runs: list[Run],
-    index: VectorIndex,
-    vector: np.ndarray,
-    skip: np.ndarray,
-    read: Callable[[list[Read]], list[Rows]],
-) -> None:
-    """Settle a wave of moments (search/moments.py :class:`Run`) from windows of the vector shards'
-    segment lists: each seed's window read at once (core/vectors.py ``video_windows``), all scored
-    in one matrix product and their runs found in one pass (``runs_in_windows``); a run that
-    reaches its window's edge reads twice as far on that side, past cuts. Seeds whose shard lists
-    no segments are grown through the catalogue (``read``), as :func:`grow_by_reads` does."""
-    store, row_map = index.store, index.row_map
-    if store is None or row_map is None:
-        grow_by_reads(runs, read)
-        return
-    todo = runs
-    # The first window reaches to the cuts around the seed (and one segment past each), so a
-    # moment inside one shot, the usual case, is settled by one read.
-    before = np.full(len(todo), SHOT_REACH, np.int64)
-    after = np.full(len(todo), SHOT_REACH, np.int64)
-    stop_at_cuts = np.ones(len(todo), bool)
-    unlisted: list[Run] = []
-    while todo:
-        w = store.video_windows(
-            np.array([r.seed.unit_id for r in todo], np.int64),
-            np.array([r.seed.asset_id for r in todo], np.int64),
-            before,
-            after,
-            stop_at_cuts,
-            row_map,
-        )
-        # Rows that cannot be scored (gone from the served index, replaced, or the query's own
-        # example) are left out of the windows, as the catalogue's reads leave them out.
-        usable = w.current
-        if len(index) < len(row_map.ids):  # the store holds ids this version does not serve
-            usable = usable & index.contains(w.segments["id"])
-        if len(skip):
-            usable &= ~np.isin(w.segments["id"], skip)
-        kept_before = np.concatenate([[0], np.cumsum(usable)])
-        bounds = kept_before[w.bounds]
-        at = np.maximum(w.seed, 0)
-        seed = np.where((w.seed >= 0) & usable[at] if len(usable) else False, kept_before[at], -1)
-        seg = w.segments[usable]
-        # Scored before the unusable rows go (no copy of the vectors); float64 as the catalogue
-        # path scores, so the band's thresholds compare the same bits.
-        scores = (w.vectors @ vector[:, None])[usable, 0].astype(np.float64)
-        keep = np.array([r.band.keep for r in todo], np.float64)
-        high = np.array([r.band.high for r in todo], np.float64)
-        lo, hi = runs_in_windows(bounds, seed, scores, seg["cut"], keep, high)
-        table = SegmentTable(seg["id"], seg["t_start"], seg["t_end"], seg["t_best"], seg["cut"])
-        again: list[int] = []
-        for j, run in enumerate(todo):
-            if not w.listed[j]:
-                unlisted.append(run)
-            elif lo[j] < 0:
-                run.settled = True  # gone, or below its band: no moment grows here
-            elif (lo[j] == bounds[j] and not w.at_start[j]) or (
-                hi[j] == bounds[j + 1] - 1 and not w.at_end[j]
-            ):
-                again.append(j)
-            else:
-                run.settle(table, scores, int(lo[j]), int(hi[j]))
-        if not again:
-            break
-        idx = np.array(again)
-        raw_before, raw_after = w.seed[idx] - w.bounds[idx], w.bounds[idx + 1] - 1 - w.seed[idx]
-        grow_before = (lo[idx] == bounds[idx]) & ~w.at_start[idx]
-        grow_after = (hi[idx] == bounds[idx + 1] - 1) & ~w.at_end[idx]
-        before = np.where(grow_before, np.maximum(BLOCK, 2 * raw_before), raw_before)
-        after = np.where(grow_after, np.maximum(BLOCK, 2 * raw_after), raw_after)
-        stop_at_cuts = np.zeros(len(idx), bool)  # the run crossed one: read on past cuts
-        todo = [todo[j] for j in again]
-    if unlisted:
-        grow_by_reads(unlisted, read)
 
 
 def _result(asset: Asset, unit_id: int, score: float, **extra: Any) -> Result:
