@@ -453,9 +453,11 @@ class SearchEngine:
         if text_hits:
             want = max(want, FUSION_DEPTH)
         # Images: one hit each. Videos: later hits come from the first search's spare candidates,
-        # then from searches that leave out what is taken (below). Not more up front: a large
-        # index re-ranks k_factor rows for every hit asked for (320 at 5M).
-        fetch = min(available, want + want // 4)
+        # then from searches that leave out what is taken (below). Not more up front from an
+        # approximate base: it re-ranks k_factor rows for every hit asked for (40 at 5M), and
+        # its spare candidates hold the next hits anyway. An exact one has none to spare, and
+        # a few more hits cost it nothing.
+        fetch = min(available, want if not snapshot.index.info.exact else want + want // 4)
         grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
         typical = calibration.typical if calibration is not None else None
         hits: list[Hit] = []
