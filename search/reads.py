@@ -54,7 +54,7 @@ def read_hits(
     # One statement: each unit by primary key and its asset by primary key, the status checked
     # here, not in SQL: given `status = ?` next to `id IN (...)` of more than a few ids, SQLite
     # (without ANALYZE statistics) prefers ix_assets_status_kind and walks every indexed asset:
-    # ~0.1 s at a million. Two statements cost 0.5 ms more a search at 5M units.
+    # ~0.1 s at a million. Two statements took 0.95 ms for 13 hits at 5M units, one 0.72 (warm).
     with library.Session() as s:
         found = s.execute(
             select(Unit.id, Unit.asset_id, Unit.t_start, Unit.t_end, Unit.t_best, Asset)

@@ -2,9 +2,9 @@
 wave of moments (search/moments.py :class:`Run`) without SQL.
 
 Each seed's window of neighbouring segments is read from its shard (core/vectors.py
-``video_windows``), all windows are scored against the query
-in one matrix product, and every seed's run is found in one pass (``runs_in_windows``). A run that
-reaches its window's edge reads twice as far on that side, past cuts. Seeds whose shard lists no
+``video_windows``), all windows are scored against the query in one matrix product, and every
+seed's run is found in one pass (``runs_in_windows``). A run that reaches its window's edge reads
+twice as far on that side, past cuts. Seeds whose shard lists no
 segments (shards written before shards listed them) are grown through the catalogue instead
 (:func:`grow_by_reads`); both paths find the same runs (tests/search/test_moments_archive.py).
 """
