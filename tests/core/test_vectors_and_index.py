@@ -75,3 +75,23 @@ def test_a_reader_keeps_reading_rows_after_the_writer_compacts_the_shards(tmp_pa
     writer.compact(np.arange(0, 30))  # ... which are now one new shard
     np.testing.assert_array_equal(reader.rows(np.array([3, 25])), before)
     np.testing.assert_allclose(before, vecs[[3, 25]], atol=1e-3)
+
+
+def test_rows_read_through_the_mapping_equal_rows_read_by_pread_bit_for_bit(tmp_path, monkeypatch):
+    """More than PREAD_MAX rows of one shard are read through its memory map, fewer by pread: both
+    give each float16 vector widened exactly, in the order asked, whichever shard holds it."""
+    import glimpse.core.vectors as vectors_module
+
+    store = VectorStore(tmp_path, 8)
+    rng = np.random.default_rng(3)
+    first, second = _unit(rng, 40), _unit(rng, 3)
+    store.append(np.arange(1, 41), first)
+    store.append(np.arange(41, 44), second)
+    want = np.concatenate([first, second]).astype(np.float16).astype(np.float32)
+    ids = rng.permutation(np.arange(1, 44))  # both shards, out of order
+    by_pread = store.rows(ids)
+    monkeypatch.setattr(vectors_module, "PREAD_MAX", 5)  # the 40-row shard now goes by the map
+    by_map = store.rows(ids)
+    assert by_map.dtype == np.float32 and by_pread.dtype == np.float32
+    assert np.array_equal(by_map.view(np.uint32), want[ids - 1].view(np.uint32))
+    assert np.array_equal(by_pread.view(np.uint32), want[ids - 1].view(np.uint32))
