@@ -282,3 +282,20 @@ def test_a_page_of_moments_takes_its_later_hits_from_the_first_search_s_spare_ca
     assert same(shown(archive, 0, k=7), oracle(archive, 0)[:7])
     assert len(hit_reads) >= 2, "the first hits filled the page: nothing spare was needed"
     assert len(searches) == 1, (searches, hit_reads)
+
+
+def test_the_first_search_asks_an_approximate_base_for_the_page_only_and_an_exact_one_for_a_quarter_more(
+    archive, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """An approximate base re-ranks k_factor candidates for every hit asked for, and its spare
+    candidates hold the next hits anyway; an exact one has none to spare, and more cost it nothing."""
+    searches = []
+    real_search = archive.searcher.search
+    monkeypatch.setattr(
+        archive.searcher, "search", lambda *a, **k: searches.append(a[2]) or real_search(*a, **k)
+    )
+    shown(archive, 0, k=7)
+    want = 7 + 1  # the page, and one more to know whether another page follows
+    exact = archive.snapshot.index.info.exact
+    assert exact == (archive.settings.index != "ivf")
+    assert searches[0] == (want + want // 4 if exact else want), searches
