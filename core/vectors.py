@@ -431,11 +431,11 @@ class VectorStore:
         found, pos = rmap.locate(ids)
         if not found.all():
             raise KeyError(f"no stored vector for unit id {int(ids[~found][0])}")
-        # Rows read by pread are gathered as float16 and widened once: one conversion a read,
-        # not one a shard (a re-ranking's few hundred rows lie in dozens of shards).
-        out = np.empty((len(ids), self.dim), np.float32)
+        # Every row is gathered as float16 and widened once at the end: one conversion a read,
+        # not one a shard (a re-ranking's few hundred rows lie in dozens of shards), and never
+        # numpy's cast, which converts one number at a time (20,000 rows of 512: 21 ms against
+        # 6.5 for widen).
         half = np.empty((len(ids), self.dim), "<f2")
-        preads = []
         shard_of, row_of = rmap.shard[pos], rmap.row[pos]
         for s in np.unique(shard_of):
             which = np.flatnonzero(shard_of == s)
@@ -444,20 +444,11 @@ class VectorStore:
             path = rmap.shards[int(s)]
             if len(rows) <= PREAD_MAX and path.suffix != ".npz":
                 half[which[order]] = self._pread_rows(path, rows[order])
-                preads.append(which)
                 continue
             vectors = self._vectors_of(path)
-            # widen, not numpy's cast on assignment: 20,000 rows of 512 convert in 6.5 ms
-            # against 21 (the scatter into `out` costs 8 more either way).
-            taken = vectors[rows[order]]
-            out[which[order]] = widen(taken) if taken.dtype == np.float16 else taken
-            del vectors, taken  # unmap: pages read for a few rows do not stay in this process
-        if preads:
-            read = np.concatenate(preads)
-            if len(read) == len(ids):  # the usual case: every row was a pread
-                return widen(half)
-            out[read] = widen(half[read])
-        return out
+            half[which[order]] = vectors[rows[order]]
+            del vectors  # unmap: pages read for a few rows do not stay in this process
+        return widen(half)
 
     def _pread_rows(self, path: Path, rows: np.ndarray) -> np.ndarray:
         """A few rows read with pread from a kept-open descriptor: no mapping to fault in, and
