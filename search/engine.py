@@ -34,6 +34,7 @@ from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.filters import build_conditions
 from glimpse.search.fusion import rrf
 from glimpse.search.moments import (
+    Moment,
     Read,
     Rows,
     Run,
@@ -103,6 +104,16 @@ class DirectSearch:
         spare: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         return index.search(vectors, k, allowed, excluded, spare)
+
+
+@dataclass
+class _Made:
+    """What one search's calls of ``SearchEngine._group`` made so far: a seed for each hit (in
+    order) and each result, by its hit's unit id and moment (a page takes ~3 calls, each over all
+    the hits so far: building them again cost ~0.3-1 ms a page of moments)."""
+
+    seeds: list[Seed] = field(default_factory=list)
+    results: dict[tuple[int, Moment | None], Result] = field(default_factory=dict)
 
 
 @dataclass
@@ -459,6 +470,7 @@ class SearchEngine:
         # a few more hits cost it nothing.
         fetch = min(available, want if not snapshot.index.info.exact else want + want // 4)
         grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
+        made = _Made()  # what _group made of the hits so far: each call sees them again, and more
         typical = calibration.typical if calibration is not None else None
         hits: list[Hit] = []
         assets: dict[int, Asset] = {}
@@ -491,7 +503,7 @@ class SearchEngine:
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
             results = self._group(
-                hits, assets, vector, grown, skip_units, typical, floor, want, snapshot.index
+                hits, assets, vector, grown, skip_units, typical, floor, want, snapshot.index, made
             )
             exhausted = (used >= len(ranked_ids) and short) or (
                 min_score is not None
@@ -564,19 +576,23 @@ class SearchEngine:
         floor: float | None,
         want: int,
         index: VectorIndex,
+        made: _Made | None = None,
     ) -> list[Result]:
         """The first ``want`` results from the hits: images as they are, and each video hit as the
         moment fitted to the query around it (search/moments.py ``fit_hits``), at most
-        ``moments_per_video`` a video. ``grown`` keeps the moments across calls."""
+        ``moments_per_video`` a video. ``grown`` keeps the moments across calls, ``made`` the
+        seeds and results (``hits`` only grows between calls of one search)."""
         if typical is None:
             typical = self._typical(vector)
-        peaks: dict[int, float] = {}
-        seeds = []
-        for h in hits:
+        made = made or _Made()
+        seeds = made.seeds
+        for h in hits[len(seeds) :]:
             video = assets[h.asset_id].kind == Kind.VIDEO and h.t_start is not None
             seeds.append(Seed(h.asset_id, h.unit_id, h.score, h.t_start or 0.0, video))
-            if video:
-                peaks[h.asset_id] = max(peaks.get(h.asset_id, h.score), h.score)
+        peaks: dict[int, float] = {}
+        for seed in seeds:
+            if seed.video:
+                peaks[seed.asset_id] = max(peaks.get(seed.asset_id, seed.score), seed.score)
         # No background sample means an empty index, which has no hits (the peak stands in).
         bands = {a: band(peak, peak if typical is None else typical, floor) for a, peak in peaks.items()}
         skip = np.array(sorted(skip_units), dtype=np.int64)
@@ -593,14 +609,24 @@ class SearchEngine:
             grown=grown,
             grow=lambda runs: grow_in_windows(runs, index, vector, skip, read),
         )
-        results = [
-            _result(assets[seed.asset_id], seed.unit_id, seed.score)
-            if m is None
-            else _result(
-                assets[seed.asset_id], m.unit_id, m.score, start=m.start, end=m.end, best_time=m.best_time
-            )
-            for seed, m in taken
-        ]
+        results = []
+        for seed, m in taken:
+            key = (seed.unit_id, m)  # by value: a run grown again makes an equal moment
+            r = made.results.get(key)
+            if r is None:
+                r = made.results[key] = (
+                    _result(assets[seed.asset_id], seed.unit_id, seed.score)
+                    if m is None
+                    else _result(
+                        assets[seed.asset_id],
+                        m.unit_id,
+                        m.score,
+                        start=m.start,
+                        end=m.end,
+                        best_time=m.best_time,
+                    )
+                )
+            results.append(r)
         results.sort(key=lambda r: (-r.score, r.id, r.start or 0.0))
         return results
 
