@@ -611,7 +611,9 @@ class SearchEngine:
         )
         results = []
         for seed, m in taken:
-            key = (seed.unit_id, m)  # by value: a run grown again makes an equal moment
+            # By value: equal moments make equal results, where an id() could be a new moment's
+            # once a run grown again (its band changed) has let the old one go.
+            key = (seed.unit_id, m)
             r = made.results.get(key)
             if r is None:
                 r = made.results[key] = (
