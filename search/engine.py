@@ -108,10 +108,12 @@ class DirectSearch:
 
 @dataclass
 class _Made:
-    """What one search's calls of ``SearchEngine._group`` made so far: a seed for each hit (in
-    order) and each result, by its hit's unit id and moment (a page takes ~3 calls, each over all
-    the hits so far: building them again cost ~0.3-1 ms a page of moments)."""
+    """What one search's calls of ``SearchEngine._group`` made of its hits so far (a page takes ~3
+    calls, each over all the hits so far: building seeds and results again cost ~0.3-1 ms a page
+    of moments): the moments grown, by the hit they grew from; a seed for each hit, in order; each
+    result, by its hit's unit id and moment."""
 
+    runs: dict[int, Run] = field(default_factory=dict)
     seeds: list[Seed] = field(default_factory=list)
     results: dict[tuple[int, Moment | None], Result] = field(default_factory=dict)
 
@@ -469,7 +471,6 @@ class SearchEngine:
         # its spare candidates hold the next hits anyway. An exact one has none to spare, and
         # a few more hits cost it nothing.
         fetch = min(available, want if not snapshot.index.info.exact else want + want // 4)
-        grown: dict[int, Run] = {}  # moments grown so far, by the hit they grew from
         made = _Made()  # what _group made of the hits so far: each call sees them again, and more
         typical = calibration.typical if calibration is not None else None
         hits: list[Hit] = []
@@ -492,7 +493,7 @@ class SearchEngine:
                 seen.append(ranked_ids)
             # The next `fetch` hits of the ranking, past those inside a moment already taken:
             # they add nothing, not even their catalogue rows.
-            taken_ids = [run.members for run in grown.values() if run.members is not None]
+            taken_ids = [run.members for run in made.runs.values() if run.members is not None]
             ahead = ranked_ids[used:]
             new = ~np.isin(ahead, np.concatenate(taken_ids)) if taken_ids else np.ones(len(ahead), bool)
             picked = np.flatnonzero(new)[:fetch]
@@ -503,7 +504,7 @@ class SearchEngine:
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
             results = self._group(
-                hits, assets, vector, grown, skip_units, typical, floor, want, snapshot.index, made
+                hits, assets, vector, made, skip_units, typical, floor, want, snapshot.index
             )
             exhausted = (used >= len(ranked_ids) and short) or (
                 min_score is not None
@@ -522,7 +523,7 @@ class SearchEngine:
             # A later search leaves out what was returned and the segments of the moments taken,
             # so it reaches new scenes rather than more seconds of the ones found (hits of one
             # scene are one moment). The next depth follows the yield so far: hits per result.
-            for unit_id, run in grown.items():
+            for unit_id, run in made.runs.items():
                 if run.members is not None and unit_id not in left_out:
                     left_out.add(unit_id)
                     seen.append(run.members)
@@ -570,21 +571,19 @@ class SearchEngine:
         hits: list[Hit],
         assets: dict[int, Asset],
         vector: np.ndarray,
-        grown: dict[int, Run],
+        made: _Made,
         skip_units: set[int],
         typical: float | None,
         floor: float | None,
         want: int,
         index: VectorIndex,
-        made: _Made | None = None,
     ) -> list[Result]:
         """The first ``want`` results from the hits: images as they are, and each video hit as the
         moment fitted to the query around it (search/moments.py ``fit_hits``), at most
-        ``moments_per_video`` a video. ``grown`` keeps the moments across calls, ``made`` the
-        seeds and results (``hits`` only grows between calls of one search)."""
+        ``moments_per_video`` a video. ``made`` keeps the moments, seeds and results across the
+        calls of one search (``hits`` only grows between them)."""
         if typical is None:
             typical = self._typical(vector)
-        made = made or _Made()
         seeds = made.seeds
         for h in hits[len(seeds) :]:
             video = assets[h.asset_id].kind == Kind.VIDEO and h.t_start is not None
@@ -606,7 +605,7 @@ class SearchEngine:
             per_video=self.settings.moments_per_video,
             bands=bands,
             read=read,
-            grown=grown,
+            grown=made.runs,
             grow=lambda runs: grow_in_windows(runs, index, vector, skip, read),
         )
         results = []
