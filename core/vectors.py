@@ -106,6 +106,19 @@ class VideoWindows:
 
 
 @dataclass(frozen=True, eq=False)
+class SegmentsOf:
+    """What the shards' segment lists say of n given unit ids (:meth:`VectorStore.segments_of_ids`)."""
+
+    listed: np.ndarray  # (n,) bool: the id's shard lists it as a video segment
+    segments: np.ndarray  # (n,) SEGMENT_DTYPE: its row there (zeros where not listed)
+    shot: np.ndarray  # (n,) int64: equal for segments of one shot, unequal across shots; -1: not listed
+
+    def head(self, n: int) -> SegmentsOf:
+        """The first ``n`` ids' entries."""
+        return SegmentsOf(self.listed[:n], self.segments[:n], self.shot[:n])
+
+
+@dataclass(frozen=True, eq=False)
 class _SegmentList:
     """A shard's ``segments.npy`` (memory-mapped) and what reads search in it, computed once."""
 
@@ -113,15 +126,18 @@ class _SegmentList:
     rows: np.ndarray  # (n,) int64: table["row"], contiguous
     video_starts: np.ndarray  # (videos + 1,) int64: where each video's rows start, then n
     cuts: np.ndarray  # (c,) int64: the positions whose segment starts a new shot, ascending
+    shot_starts: np.ndarray  # (shots,) int64: where each shot starts (a video's start or a cut)
+    dense: bool  # every row of the shard is listed: the position of row r is r
 
     @classmethod
     def of(cls, table: np.ndarray) -> _SegmentList:
         assets = np.asarray(table["asset"])
         changes = np.flatnonzero(assets[1:] != assets[:-1]) + 1
         starts = np.concatenate([[0], changes, [len(table)]]) if len(table) else np.zeros(1, np.int64)
-        return cls(
-            table, np.ascontiguousarray(table["row"]), starts.astype(np.int64), np.flatnonzero(table["cut"])
-        )
+        rows, cuts = np.ascontiguousarray(table["row"]), np.flatnonzero(table["cut"])
+        dense = bool(len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1)  # sorted and unique
+        shots = np.union1d(starts[:-1], cuts).astype(np.int64)
+        return cls(table, rows, starts.astype(np.int64), cuts, shots, dense)
 
 
 WIDEN_ROWS = 32_767
@@ -174,6 +190,7 @@ class RowMap:
         self.shard = np.zeros(0, np.int32)  # index into self.shards
         self.row = np.zeros(0, np.int64)
         self.superseded = False  # some id has rows in two shards: only the newest is current
+        self.lists_segments: bool | None = None  # some shard lists segments (VectorStore asks once)
 
     def extend(self, shards: list[Path], read_ids: object) -> RowMap:
         """A new map with ``shards`` (which must start with this map's shards) mapped too."""
@@ -409,6 +426,56 @@ class VectorStore:
         at_start = np.array([sp is not None and sp[4] for sp in spans], bool)
         at_end = np.array([sp is not None and sp[5] for sp in spans], bool)
         return VideoWindows(listed, bounds, seed, at_start, at_end, segments, vectors, current)
+
+    def lists_segments(self, row_map: RowMap) -> bool:
+        """Whether any shard of ``row_map`` lists video segments: asked once per map (a new
+        version's map asks again), so a library of images never looks its hits up in lists it
+        does not have."""
+        if row_map.lists_segments is None:
+            row_map.lists_segments = any(
+                (loaded := self._load_segments(path)) is not None and len(loaded.rows) > 0
+                for path in row_map.shards
+            )
+        return row_map.lists_segments
+
+    def segments_of_ids(self, ids: np.ndarray, row_map: RowMap | None = None) -> SegmentsOf:
+        """What the shards' segment lists say of the units ``ids`` (n,), no SQL: each listed
+        segment's row (video, times) and its shot. Ids a shard does not list as segments (an
+        image, a shard written before shards listed segments, an id no shard holds) are not
+        ``listed``, with a zero row and shot -1."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rmap = row_map or self.row_map()
+        listed = np.zeros(len(ids), bool)
+        segments = np.zeros(len(ids), SEGMENT_DTYPE)
+        shot = np.full(len(ids), -1, np.int64)
+        found, pos = rmap.locate(ids)
+        shard_of = np.where(found, rmap.shard[pos], -1)
+        # One pass per shard met, over its ids only (a page's hits lie in many shards).
+        order = np.argsort(shard_of, kind="stable")
+        edges = np.flatnonzero(np.diff(shard_of[order])) + 1
+        for which in np.split(order, edges):
+            s = int(shard_of[which[0]]) if len(which) else -1
+            if s < 0:
+                continue
+            try:
+                loaded = self._load_segments(rmap.shards[s])
+            except FileNotFoundError:  # compacted away under a reader holding an older map
+                continue
+            if loaded is None or not len(loaded.rows):
+                continue
+            rows = rmap.row[pos[which]]
+            if loaded.dense:  # row r is at position r; rows past the list are not segments
+                hit = rows < len(loaded.rows)
+                which, at = which[hit], rows[hit]
+            else:
+                at = loaded.rows.searchsorted(rows).clip(0, len(loaded.rows) - 1)
+                hit = loaded.rows[at] == rows
+                which, at = which[hit], at[hit]
+            listed[which] = True
+            segments[which] = loaded.table[at]
+            # A shot starts at its video's start or at a cut; keyed by shard and that position.
+            shot[which] = (s << 40) | loaded.shot_starts[loaded.shot_starts.searchsorted(at, "right") - 1]
+        return SegmentsOf(listed, segments, shot)
 
     def stored_ids(self) -> np.ndarray:
         """Every id with a stored vector, ascending."""

@@ -199,3 +199,52 @@ def test_a_publish_checks_each_shard_once_and_lists_no_file_for_a_shard_of_image
         assert (store.folder / "segments-listed").read_text() == str(shard_seq(path))
     finally:
         library.close()
+
+
+def test_the_lists_say_which_video_and_shot_a_segment_is_without_sql(tmp_path):
+    """What a search sizes its catalogue reads by: segments of one shot share a key, a cut or
+    another video starts a new one, and an image or an id no shard holds is not listed."""
+    store, _ = _store_with_two_videos_and_an_image(tmp_path)
+    asked = np.array([12, 10, 14, 19, 20, 22, 999, 13])
+    got = store.segments_of_ids(asked)
+    assert got.listed.tolist() == [True, True, True, True, False, True, False, True]
+    assert got.segments["asset"][got.listed].tolist() == [1, 1, 1, 1, 2, 1]
+    assert got.segments["t_start"][got.listed].tolist() == [2.0, 0.0, 4.0, 9.0, 1.0, 3.0]
+    shot = dict(zip(asked.tolist(), got.shot.tolist(), strict=True))
+    assert shot[10] == shot[12] == shot[13]  # 0-3 s: one shot
+    assert shot[14] == shot[19] != shot[10]  # the cut at 4 s starts another
+    assert len({shot[10], shot[14], shot[22]}) == 3  # video 2's one shot is its own
+    assert shot[20] == shot[999] == -1 and not got.segments["id"][~got.listed].any()
+    assert got.head(3).shot.tolist() == got.shot[:3].tolist()
+
+
+def test_shots_in_two_shards_never_share_a_key(tmp_path):
+    store = VectorStore(tmp_path, DIM)
+    for first in (1, 101):  # each shard one video of one shot, at the same rows
+        ids, segments = _video(first, first, 5)
+        store.append(ids, _vectors(5), segments)
+    got = store.segments_of_ids(np.array([1, 2, 101, 102]))
+    assert got.shot[0] == got.shot[1] != got.shot[2] == got.shot[3]
+
+
+def test_an_image_after_a_shard_s_last_segment_is_not_listed(tmp_path):
+    store = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 5, cuts=(3,))  # rows 0-4: every row so far a segment
+    store.append(np.append(ids, 6), _vectors(6), segments)  # row 5: an image
+    got = store.segments_of_ids(np.array([6, 5, 1, 4]))
+    assert got.listed.tolist() == [False, True, True, True] and got.shot[0] == -1
+    assert got.segments["id"][1:].tolist() == [5, 1, 4] and got.shot[1] == got.shot[3] != got.shot[2]
+
+
+def test_a_map_of_shards_without_lists_says_so_and_a_new_map_asks_again(tmp_path):
+    """A library of images has no lists: its searches never look their hits up in them."""
+    store = VectorStore(tmp_path, DIM)
+    ids, segments = _video(1, 1, 4)
+    path = store.append(ids, _vectors(4))  # written without its list
+    store.append(np.array([10, 11]), _vectors(2, seed=1), np.zeros(0, SEGMENT_DTYPE))  # images
+    first = store.row_map()
+    assert not store.lists_segments(first)
+    assert path is not None
+    store.add_segments(path, segments)
+    assert not store.lists_segments(first)  # asked once per map: a search's snapshot holds still
+    assert store.lists_segments(store.row_map())
