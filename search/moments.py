@@ -442,6 +442,40 @@ def grow_by_reads(runs: list[Run], read: Reader) -> None:
         pending = [(run, r) for run in grown.values() for r in run.reads()]
 
 
+def hits_to_read(
+    video: np.ndarray, shot: np.ndarray, need: int, per_video: int, taken: Mapping[int, int] | None = None
+) -> int:
+    """How many of a ranking's next hits (best first) to read for ``need`` more results: the
+    shortest prefix that reaches ``need`` places a result can come from, or all of them.
+
+    A place is a shot of a video (``video``, ``shot``: (n,) int64 as the shards list them, see
+    ``VectorStore.shots``), at most ``per_video`` a video less the moments ``taken`` already
+    holds for it (video id -> moments), or a hit outside any listed shot (-1: an image, or a
+    segment of a shard that lists none), each its own. Hits of one shot mostly fall in one
+    moment: a query that matches a scene returns most of its seconds, so counting hits instead
+    would read a scene's seconds from the catalogue only for :func:`fit_hits` to skip them as
+    covered. Only how much is read depends on this; which results come does not (more are read
+    while the page is not full)."""
+    if need <= 0:
+        return 0
+    taken = taken or {}
+    places = 0
+    shots: set[int] = set()
+    per: dict[int, int] = {}
+    for i, (v, s) in enumerate(zip(video.tolist(), shot.tolist(), strict=True)):
+        if s < 0:
+            places += 1
+        elif s not in shots:
+            shots.add(s)
+            held = per.get(v, taken.get(v, 0))
+            if held < per_video:
+                per[v] = held + 1
+                places += 1
+        if places >= need:
+            return i + 1
+    return len(video)
+
+
 def fit_hits(
     hits: Sequence[Seed],
     *,

@@ -18,6 +18,7 @@ from glimpse.search.moments import (
     band,
     fit_hits,
     fit_table,
+    hits_to_read,
     runs_in_windows,
 )
 
@@ -242,3 +243,32 @@ def test_runs_found_in_many_windows_at_once_are_each_window_s_run_around_its_see
         while hi + 1 < stop - start and joins[hi + 1]:
             hi += 1
         assert (got_lo[j], got_hi[j]) == (start + lo, start + hi)
+
+
+def _places(*pairs: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([v for v, _ in pairs], np.int64), np.array([s for _, s in pairs], np.int64)
+
+
+def test_the_hits_read_for_a_page_reach_as_many_shots_as_it_needs_not_as_many_hits() -> None:
+    """A scene that matches sends most of its seconds: they are one place for a result, not many."""
+    video, shot = _places((1, 10), (1, 10), (1, 10), (2, 20), (1, 10), (2, 20), (3, 30), (3, 30))
+    assert hits_to_read(video, shot, 1, per_video=3) == 1
+    assert hits_to_read(video, shot, 2, per_video=3) == 4  # the 4th hit opens the second shot
+    assert hits_to_read(video, shot, 3, per_video=3) == 7
+    assert hits_to_read(video, shot, 4, per_video=3) == len(video)  # fewer places than needed: all
+    assert hits_to_read(video, shot, 0, per_video=3) == 0
+
+
+def test_a_video_s_shots_count_up_to_its_cap_less_the_moments_it_already_has() -> None:
+    video, shot = _places((1, 10), (1, 11), (1, 12), (2, 20))
+    assert hits_to_read(video, shot, 2, per_video=1) == 4  # shots 11 and 12 add no place
+    assert hits_to_read(video, shot, 2, per_video=2) == 2
+    assert hits_to_read(video, shot, 2, per_video=2, taken={1: 1}) == 4
+    assert hits_to_read(video, shot, 1, per_video=2, taken={1: 2}) == 4
+
+
+def test_a_hit_outside_any_listed_shot_is_a_place_of_its_own() -> None:
+    """An image, or a segment whose shard lists none: nothing says it shares a moment."""
+    video, shot = _places((-1, -1), (-1, -1), (1, 10), (1, 10))
+    assert hits_to_read(video, shot, 2, per_video=3) == 2
+    assert hits_to_read(video, shot, 3, per_video=3) == 3
