@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from glimpse.core.index import VectorIndex
 from glimpse.core.library import IndexSnapshot, Library
 from glimpse.core.ocr_text import TextHit
 from glimpse.core.settings import Settings
+from glimpse.core.vectors import SegmentsOf
 from glimpse.core.vocabulary import Kind
 from glimpse.search import reads
 from glimpse.search.embedding import QueryEmbedder
@@ -44,6 +46,7 @@ from glimpse.search.moments import (
     band,
     fit_hits,
     fit_table,
+    hits_to_read,
     sequences,
 )
 from glimpse.search.query import K_MAX, OFFSET_MAX, Media, Mode, QueryError, SearchQuery, Sort
@@ -64,6 +67,10 @@ FUSION_DEPTH = 50
 lists hold at most this many items per ranking, the same for every page (stable pagination).
 Two pages of 24 from each ranking; deeper, RRF's 1/(60 + rank) adds little, and every item taken
 costs a catalogue read (bench/hybrid.py)."""
+READ_SPAN = 16
+"""Hits of the ranking looked up in the shards' segment lists at first, per result a page still
+needs (then 4 times as many while that is not enough): a scene that matches sends its seconds,
+~10 a result in bench/moments.py's archive."""
 RELEVANT_MAX = OFFSET_MAX + K_MAX
 """Most results of a vector search sorted by price or date (the whole relevant set, up to this)."""
 _TEXT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glimpse-keyword")
@@ -437,7 +444,9 @@ class SearchEngine:
         none scoring under ``q.min_score`` or ``floor`` (the relevance cutoff, as a cosine).
 
         Video hits merge into moments, so the number of hits needed is not known in advance:
-        fetch, group, and fetch twice as many while the page is not full and hits remain.
+        read hits until they reach as many shots as the page needs results (where the shards
+        list segments; else as many hits as searched), group, and read on while the page is
+        not full and hits remain, searching again, deeper, when the ranking runs out.
         """
         snapshot = self.snapshot
         allowed = self._allowed_units(q)
@@ -474,6 +483,7 @@ class SearchEngine:
         made = _Made()  # what _group made of the hits so far: each call sees them again, and more
         typical = calibration.typical if calibration is not None else None
         hits: list[Hit] = []
+        results: list[Result] = []
         assets: dict[int, Asset] = {}
         seen: list[np.ndarray] = []  # ids already returned, or inside a moment taken
         left_out: set[int] = set()  # the runs (by seed) whose segments `seen` holds
@@ -491,16 +501,37 @@ class SearchEngine:
                 ranked_scores, ranked_ids, used = scores[0][valid], ids[0][valid], 0
                 short = len(ranked_ids) < fetch  # nothing past these
                 seen.append(ranked_ids)
-            # The next `fetch` hits of the ranking, past those inside a moment already taken:
-            # they add nothing, not even their catalogue rows.
+            # The next hits of the ranking, past those inside a moment already taken (they add
+            # nothing, not even their catalogue rows), as many as the page's missing results
+            # need, counted in shots rather than hits: a scene that matches sends most of its
+            # seconds, which one moment takes together.
             taken_ids = [run.members for run in made.runs.values() if run.members is not None]
             ahead = ranked_ids[used:]
             new = ~np.isin(ahead, np.concatenate(taken_ids)) if taken_ids else np.ones(len(ahead), bool)
-            picked = np.flatnonzero(new)[:fetch]
-            reach = int(picked[-1]) + 1 if len(picked) == fetch else len(ahead)
+            fresh = np.flatnonzero(new)
+            listed = None
+            store, row_map = snapshot.index.store, snapshot.index.row_map
+            if store is None or row_map is None or not store.lists_segments(row_map):
+                count = min(fetch, len(fresh))  # no shot known: `fetch` hits, as many as searched
+            else:
+                need = want - len(results)
+                span = min(len(fresh), self._lookup_span(need))
+                while True:  # looked up a span at a time: an approximate base spares hundreds
+                    listed = store.segments_of_ids(ahead[fresh[:span]], row_map)
+                    count = self._hits_to_read(listed, need, results)
+                    if count < span or span == len(fresh):
+                        break
+                    span = min(len(fresh), 4 * span)
+            picked = fresh[:count]
+            reach = int(picked[-1]) + 1 if len(picked) < len(fresh) else len(ahead)
             chunk_ids, chunk_scores = ahead[picked], ranked_scores[used:][picked]
             used += reach
-            found, more_assets = reads.read_hits(self.library, chunk_ids, chunk_scores, min_score)
+            if listed is None:
+                found, more_assets = reads.read_hits(self.library, chunk_ids, chunk_scores, min_score)
+            else:
+                found, more_assets = reads.read_listed_hits(
+                    self.library, chunk_ids, chunk_scores, min_score, listed.head(len(picked))
+                )
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
             results = self._group(
@@ -558,6 +589,18 @@ class SearchEngine:
             want=want,
             hits=text_hits,
         )
+
+    @staticmethod
+    def _lookup_span(need: int) -> int:
+        """Hits looked up in the shards at first for ``need`` more results (:data:`READ_SPAN`)."""
+        return READ_SPAN * need
+
+    def _hits_to_read(self, listed: SegmentsOf, need: int, results: list[Result]) -> int:
+        """How many of the ranking's next hits (``listed``: their segments) to read for ``need``
+        more results (search/moments.py ``hits_to_read``)."""
+        taken = Counter(r.id for r in results if r.start is not None)
+        video = np.where(listed.listed, listed.segments["asset"], -1)
+        return hits_to_read(video, listed.shot, need, self.settings.moments_per_video, taken)
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
         """The unit ids the filters allow, or None when nothing is filtered."""

@@ -274,14 +274,16 @@ def test_a_page_of_moments_takes_its_later_hits_from_the_first_search_s_spare_ca
     if request.node.callspec.params["archive"] != "ivf":
         pytest.skip("an exact index re-ranks nothing: no spare candidates")
     searches, hit_reads = [], []
-    real_search, real_read_hits = archive.searcher.search, reads.read_hits
+    real_search = archive.searcher.search
     monkeypatch.setattr(
         archive.searcher, "search", lambda *a, **k: searches.append(a[2]) or real_search(*a, **k)
     )
-    monkeypatch.setattr(reads, "read_hits", lambda *a: hit_reads.append(len(a[1])) or real_read_hits(*a))
+    for name in ("read_hits", "read_listed_hits"):
+        real = getattr(reads, name)
+        monkeypatch.setattr(reads, name, lambda *a, real=real: hit_reads.append(len(a[1])) or real(*a))
     assert same(shown(archive, 0, k=7), oracle(archive, 0)[:7])
-    assert len(hit_reads) >= 2, "the first hits filled the page: nothing spare was needed"
     assert len(searches) == 1, (searches, hit_reads)
+    assert sum(hit_reads) > searches[0], "the hits asked for filled the page: nothing spare was needed"
 
 
 def test_the_first_search_asks_an_approximate_base_for_the_page_only_and_an_exact_one_for_a_quarter_more(
@@ -299,3 +301,34 @@ def test_the_first_search_asks_an_approximate_base_for_the_page_only_and_an_exac
     exact = archive.snapshot.index.info.exact
     assert exact == (archive.settings.index != "ivf")
     assert searches[0] == (want + want // 4 if exact else want), searches
+
+
+def test_hits_read_from_the_shards_lists_are_the_catalogue_s_and_drop_a_video_no_longer_indexed(
+    archive, request
+):  # type: ignore[no-untyped-def]
+    """A search reads its video hits' times from the shards' lists and only their videos from
+    the catalogue: the same hits as reading every unit, with ``min_score`` applied alike, and a
+    video whose status is no longer ``indexed`` gone from both."""
+    library, index = archive.library, archive.snapshot.index
+    vector = archive.embedder.text("0")
+    scores, ids = index.search(vector[None, :], 300)
+    ids, scores = ids[0], scores[0]
+    listed = index.store.segments_of_ids(ids, index.row_map)
+    assert listed.listed.all() == (request.node.callspec.params["archive"] != "catalogue")
+    min_score = round(float(scores[150]), 6)
+
+    def both(floor):  # type: ignore[no-untyped-def]
+        by_unit = reads.read_hits(library, ids, scores, floor)
+        from_lists = reads.read_listed_hits(library, ids, scores, floor, listed)
+        assert from_lists[0] == by_unit[0] and from_lists[1].keys() == by_unit[1].keys()
+        return by_unit[0]
+
+    every = both(None)
+    assert len(every) == len(ids) and len({h.asset_id for h in every}) > 1
+    assert len(both(min_score)) == sum(round(float(s), 6) >= min_score for s in scores)
+    gone = every[0].asset_id
+    with library.Session.begin() as s:
+        s.get(Asset, gone).status = Status.PENDING
+    left = both(None)
+    assert left and gone not in {h.asset_id for h in left}
+    assert len(left) == sum(h.asset_id != gone for h in every)
