@@ -449,7 +449,7 @@ def hits_to_read(
     shortest prefix that reaches ``need`` places a result can come from, or all of them.
 
     A place is a shot of a video (``video``, ``shot``: (n,) int64 as the shards list them, see
-    ``VectorStore.shots``), at most ``per_video`` a video less the moments ``taken`` already
+    ``VectorStore.segments_of_ids``), at most ``per_video`` a video less the moments ``taken`` already
     holds for it (video id -> moments), or a hit outside any listed shot (-1: an image, or a
     segment of a shard that lists none), each its own. Hits of one shot mostly fall in one
     moment: a query that matches a scene returns most of its seconds, so counting hits instead

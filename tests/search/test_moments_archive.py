@@ -16,7 +16,7 @@ from sqlalchemy import insert
 from glimpse.core.catalogue import Asset, Unit, utcnow
 from glimpse.core.library import Library
 from glimpse.core.models import ModelRef
-from glimpse.core.vectors import segment_rows
+from glimpse.core.vectors import SegmentsOf, segment_rows
 from glimpse.core.vocabulary import Kind, Status
 from glimpse.search import reads
 from glimpse.search.engine import SearchEngine
@@ -325,6 +325,10 @@ def test_hits_read_from_the_shards_lists_are_the_catalogue_s_and_drop_a_video_no
 
     every = both(None)
     assert len(every) == len(ids) and len({h.asset_id for h in every}) > 1
+    # Some listed, some not (images, or shards without lists, beside listed ones): in order.
+    some = listed.listed & (np.arange(len(ids)) % 3 != 0)
+    mixed = reads.read_listed_hits(library, ids, scores, None, SegmentsOf(some, listed.segments, listed.shot))
+    assert mixed[0] == every
     assert len(both(min_score)) == sum(round(float(s), 6) >= min_score for s in scores)
     gone = every[0].asset_id
     with library.Session.begin() as s:
