@@ -262,10 +262,9 @@ def _without_fitting_class() -> type:
 
         def _hits_to_read(self, listed, need, results):  # type: ignore[no-untyped-def]
             # Each hit is a result, at most moments_per_video a video: no scene to count as one.
-            video = np.where(listed.listed, listed.segments["asset"], -1)
             each = np.where(listed.listed, listed.segments["id"], -1)
             taken = Counter(r.id for r in results)
-            return hits_to_read(video, each, need, self.settings.moments_per_video, taken)
+            return hits_to_read(listed.segments["asset"], each, need, self.settings.moments_per_video, taken)
 
         def _group(self, hits, assets, *_):  # type: ignore[no-untyped-def]
             results, per_asset = [], {}

@@ -109,13 +109,23 @@ class VideoWindows:
 class SegmentsOf:
     """What the shards' segment lists say of n given unit ids (:meth:`VectorStore.segments_of_ids`)."""
 
-    listed: np.ndarray  # (n,) bool: the id's shard lists it as a video segment
     segments: np.ndarray  # (n,) SEGMENT_DTYPE: its row there (zeros where not listed)
     shot: np.ndarray  # (n,) int64: equal for segments of one shot, unequal across shots; -1: not listed
 
+    @property
+    def listed(self) -> np.ndarray:
+        """(n,) bool: the id's shard lists it as a video segment."""
+        return self.shot >= 0
+
     def head(self, n: int) -> SegmentsOf:
         """The first ``n`` ids' entries."""
-        return SegmentsOf(self.listed[:n], self.segments[:n], self.shot[:n])
+        return SegmentsOf(self.segments[:n], self.shot[:n])
+
+    def then(self, more: SegmentsOf) -> SegmentsOf:
+        """These ids' entries followed by ``more``'s."""
+        return SegmentsOf(
+            np.concatenate([self.segments, more.segments]), np.concatenate([self.shot, more.shot])
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -445,7 +455,6 @@ class VectorStore:
         ``listed``, with a zero row and shot -1."""
         ids = np.asarray(ids, dtype=np.int64)
         rmap = row_map or self.row_map()
-        listed = np.zeros(len(ids), bool)
         segments = np.zeros(len(ids), SEGMENT_DTYPE)
         shot = np.full(len(ids), -1, np.int64)
         found, pos = rmap.locate(ids)
@@ -471,11 +480,10 @@ class VectorStore:
                 at = loaded.rows.searchsorted(rows).clip(0, len(loaded.rows) - 1)
                 hit = loaded.rows[at] == rows
                 which, at = which[hit], at[hit]
-            listed[which] = True
             segments[which] = loaded.table[at]
             # A shot starts at its video's start or at a cut; keyed by shard and that position.
             shot[which] = (s << 40) | loaded.shot_starts[loaded.shot_starts.searchsorted(at, "right") - 1]
-        return SegmentsOf(listed, segments, shot)
+        return SegmentsOf(segments, shot)
 
     def stored_ids(self) -> np.ndarray:
         """Every id with a stored vector, ascending."""

@@ -509,19 +509,7 @@ class SearchEngine:
             ahead = ranked_ids[used:]
             new = ~np.isin(ahead, np.concatenate(taken_ids)) if taken_ids else np.ones(len(ahead), bool)
             fresh = np.flatnonzero(new)
-            listed = None
-            store, row_map = snapshot.index.store, snapshot.index.row_map
-            if store is None or row_map is None or not store.lists_segments(row_map):
-                count = min(fetch, len(fresh))  # no shot known: `fetch` hits, as many as searched
-            else:
-                need = want - len(results)
-                span = min(len(fresh), self._lookup_span(need))
-                while True:  # looked up a span at a time: an approximate base spares hundreds
-                    listed = store.segments_of_ids(ahead[fresh[:span]], row_map)
-                    count = self._hits_to_read(listed, need, results)
-                    if count < span or span == len(fresh):
-                        break
-                    span = min(len(fresh), 4 * span)
+            count, listed = self._next_hits(snapshot.index, ahead[fresh], fetch, want - len(results), results)
             picked = fresh[:count]
             reach = int(picked[-1]) + 1 if len(picked) < len(fresh) else len(ahead)
             chunk_ids, chunk_scores = ahead[picked], ranked_scores[used:][picked]
@@ -530,7 +518,7 @@ class SearchEngine:
                 found, more_assets = reads.read_hits(self.library, chunk_ids, chunk_scores, min_score)
             else:
                 found, more_assets = reads.read_listed_hits(
-                    self.library, chunk_ids, chunk_scores, min_score, listed.head(len(picked))
+                    self.library, chunk_ids, chunk_scores, min_score, listed
                 )
             hits += [h for h in found if h.asset_id not in skip_items and h.unit_id not in skip_units]
             assets |= more_assets
@@ -590,6 +578,24 @@ class SearchEngine:
             hits=text_hits,
         )
 
+    def _next_hits(
+        self, index: VectorIndex, ahead: np.ndarray, fetch: int, need: int, results: list[Result]
+    ) -> tuple[int, SegmentsOf | None]:
+        """How many of the ranking's next hits ``ahead`` to read for ``need`` more results, and
+        what the shards' lists say of those (None where no shard lists segments: then ``fetch``
+        hits, as many as were searched). Looked up a span at a time, ``_lookup_span(need)`` first
+        and 4 times as far while that is not enough: an approximate base spares hundreds."""
+        store, row_map = index.store, index.row_map
+        if store is None or row_map is None or not store.lists_segments(row_map):
+            return min(fetch, len(ahead)), None
+        listed = store.segments_of_ids(ahead[: self._lookup_span(need)], row_map)
+        while True:
+            count = self._hits_to_read(listed, need, results)
+            if count < len(listed.shot) or len(listed.shot) == len(ahead):
+                return count, listed.head(count)
+            span = min(len(ahead), 4 * len(listed.shot))
+            listed = listed.then(store.segments_of_ids(ahead[len(listed.shot) : span], row_map))
+
     @staticmethod
     def _lookup_span(need: int) -> int:
         """Hits looked up in the shards at first for ``need`` more results (:data:`READ_SPAN`)."""
@@ -599,8 +605,9 @@ class SearchEngine:
         """How many of the ranking's next hits (``listed``: their segments) to read for ``need``
         more results (search/moments.py ``hits_to_read``)."""
         taken = Counter(r.id for r in results if r.start is not None)
-        video = np.where(listed.listed, listed.segments["asset"], -1)
-        return hits_to_read(video, listed.shot, need, self.settings.moments_per_video, taken)
+        return hits_to_read(
+            listed.segments["asset"], listed.shot, need, self.settings.moments_per_video, taken
+        )
 
     def _allowed_units(self, q: SearchQuery) -> np.ndarray | None:
         """The unit ids the filters allow, or None when nothing is filtered."""

@@ -327,7 +327,9 @@ def test_hits_read_from_the_shards_lists_are_the_catalogue_s_and_drop_a_video_no
     assert len(every) == len(ids) and len({h.asset_id for h in every}) > 1
     # Some listed, some not (images, or shards without lists, beside listed ones): in order.
     some = listed.listed & (np.arange(len(ids)) % 3 != 0)
-    mixed = reads.read_listed_hits(library, ids, scores, None, SegmentsOf(some, listed.segments, listed.shot))
+    mixed = reads.read_listed_hits(
+        library, ids, scores, None, SegmentsOf(listed.segments, np.where(some, listed.shot, -1))
+    )
     assert mixed[0] == every
     assert len(both(min_score)) == sum(round(float(s), 6) >= min_score for s in scores)
     gone = every[0].asset_id
