@@ -17,11 +17,13 @@ segments are read from the catalogue instead.
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import re
 import shutil
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,16 +140,30 @@ class _SegmentList:
     cuts: np.ndarray  # (c,) int64: the positions whose segment starts a new shot, ascending
     shot_starts: np.ndarray  # (shots,) int64: where each shot starts (a video's start or a cut)
     dense: bool  # every row of the shard is listed: the position of row r is r
+    asset: np.ndarray  # (n,) int64: table["asset"], a view taken once (a field view per read costs)
+    raw: np.ndarray  # (n, 49) uint8: the table's bytes, joined without structured-dtype promotion
+    # video_starts and cuts again, as arrays of Python ints for `bisect`: a window is located with
+    # a few scalar searches, where numpy's per-call overhead is most of the cost (8 bytes each).
+    starts_seq: array.array[int]
+    cuts_seq: array.array[int]
 
     @classmethod
     def of(cls, table: np.ndarray) -> _SegmentList:
         assets = np.asarray(table["asset"])
         changes = np.flatnonzero(assets[1:] != assets[:-1]) + 1
         starts = np.concatenate([[0], changes, [len(table)]]) if len(table) else np.zeros(1, np.int64)
-        rows, cuts = np.ascontiguousarray(table["row"]), np.flatnonzero(table["cut"])
+        starts = starts.astype(np.int64)
+        rows, cuts = np.ascontiguousarray(table["row"]), np.flatnonzero(table["cut"]).astype(np.int64)
         dense = bool(len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1)  # sorted and unique
         shots = np.union1d(starts[:-1], cuts).astype(np.int64)
-        return cls(table, rows, starts.astype(np.int64), cuts, shots, dense)
+        raw = np.ascontiguousarray(table).view(np.uint8).reshape(len(table), SEGMENT_DTYPE.itemsize)
+        return cls(table, rows, starts, cuts, shots, dense, assets, raw, _int_array(starts), _int_array(cuts))
+
+
+def _int_array(values: np.ndarray) -> array.array[int]:
+    out = array.array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
 
 
 WIDEN_ROWS = 32_767
@@ -384,45 +400,53 @@ class VectorStore:
         n = len(ids)
         found, pos = rmap.locate(ids)
         shard_of, row_of = rmap.shard[pos].tolist(), rmap.row[pos].tolist()
+        found_, assets_ = found.tolist(), assets.tolist()
+        before_, after_, stop_ = (np.asarray(x).tolist() for x in (before, after, stop_at_cuts))
         # A page asks for a few windows at a time, in as many shards: scalar steps per window
-        # cost less here than numpy's per-call overhead on arrays of one or two.
-        spans: list[tuple[int, int, int, int, bool, bool] | None] = []  # shard, lo, hi, at, ...
+        # (bisect on arrays of Python ints) cost less here than numpy's per-call overhead.
+        spans: list[tuple[_SegmentList, int, int, int, bool, bool] | None] = []  # list, lo, hi, at, ...
         for j in range(n):
-            loaded = self._load_segments(rmap.shards[shard_of[j]]) if found[j] else None
+            loaded = self._load_segments(rmap.shards[shard_of[j]]) if found_[j] else None
             if loaded is None or not len(loaded.rows):
                 spans.append(None)
                 continue
-            rows, starts, cuts = loaded.rows, loaded.video_starts, loaded.cuts
-            at = int(rows.searchsorted(row_of[j]))
-            if at >= len(rows) or rows[at] != row_of[j] or loaded.table["asset"][at] != assets[j]:
+            row, count = row_of[j], len(loaded.rows)
+            at = (row if row < count else count) if loaded.dense else int(loaded.rows.searchsorted(row))
+            if at >= count or (not loaded.dense and loaded.rows[at] != row) or loaded.asset[at] != assets_[j]:
                 spans.append(None)
                 continue
-            video = int(starts.searchsorted(at, "right")) - 1
-            first, stop = int(starts[video]), int(starts[video + 1])
-            lo, hi = max(first, at - int(before[j])), min(stop, at + 1 + int(after[j]))
-            if stop_at_cuts[j] and len(cuts):
-                c = int(cuts.searchsorted(at, "left"))  # cuts[c - 1]: the last cut before `at`
+            starts, cuts = loaded.starts_seq, loaded.cuts_seq
+            video = bisect_right(starts, at) - 1
+            first, stop = starts[video], starts[video + 1]
+            lo, hi = max(first, at - before_[j]), min(stop, at + 1 + after_[j])
+            if stop_[j] and cuts:
+                c = bisect_left(cuts, at)  # cuts[c - 1]: the last cut before `at`
                 if c > 0 and cuts[c - 1] > lo:
-                    lo = int(cuts[c - 1]) - 1  # one segment before the cut: it decides joining
-                c = int(cuts.searchsorted(at, "right"))  # cuts[c]: the first cut after `at`
+                    lo = cuts[c - 1] - 1  # one segment before the cut: it decides joining
+                c = bisect_right(cuts, at)  # cuts[c]: the first cut after `at`
                 if c < len(cuts) and cuts[c] < hi:
-                    hi = int(cuts[c]) + 1  # the segment the cut starts
-            spans.append((shard_of[j], lo, hi, at, lo == first, hi == stop))
+                    hi = cuts[c] + 1  # the segment the cut starts
+            spans.append((loaded, lo, hi, at, lo == first, hi == stop))
         sizes = [0 if sp is None else sp[2] - sp[1] for sp in spans]
         bounds = np.zeros(n + 1, np.int64)
         bounds[1:] = np.cumsum(sizes)
-        segments = np.empty(int(bounds[-1]), SEGMENT_DTYPE)  # off the mapping
-        shard = np.empty(len(segments), np.int32)
         size = 2 * self.dim
-        half = np.empty((len(segments), self.dim), "<f2")
+        half = np.empty((int(bounds[-1]), self.dim), "<f2")
+        parts, shard_ids = [], []
         for j, sp in enumerate(spans):
             if sp is None or not sizes[j]:
                 continue
-            s, lo, hi = sp[0], sp[1], sp[2]
-            part = self._segments[rmap.shards[s]].table[lo:hi]
-            segments[bounds[j] : bounds[j + 1]], shard[bounds[j] : bounds[j + 1]] = part, s
-            fd, offset = self._descriptor(rmap.shards[s])
-            _read_into(fd, half[bounds[j] : bounds[j + 1]], offset + int(part["row"][0]) * size)
+            loaded, lo, hi = sp[0], sp[1], sp[2]
+            parts.append(loaded.raw[lo:hi])
+            shard_ids.append(shard_of[j])
+            fd, offset = self._descriptor(rmap.shards[shard_of[j]])
+            _read_into(fd, half[bounds[j] : bounds[j + 1]], offset + int(loaded.rows[lo]) * size)
+        # Off the mapping, in one copy of plain bytes (np.concatenate promotes structured dtypes
+        # field by field, which cost more than the copy).
+        segments = (np.concatenate(parts) if parts else np.zeros((0, SEGMENT_DTYPE.itemsize), np.uint8)).view(
+            SEGMENT_DTYPE
+        )[:, 0]
+        shard = np.repeat(np.asarray(shard_ids, np.int32), [s for s in sizes if s])
         vectors = widen(half)  # one conversion for all the windows
         if rmap.superseded:
             at_ids, at_pos = rmap.locate(segments["id"])
@@ -688,9 +712,9 @@ class ShardWriter:
         if self._listed and self._segments:  # none listed: no file (a shard of images)
             segments = np.concatenate(self._segments) if self._segments else np.zeros(0, SEGMENT_DTYPE)
             files.append(("segments.npy", whole_videos(segments)))
-        for name, array in files:
+        for name, content in files:
             with open(self.tmp / name, "wb") as out:
-                np.save(out, array)
+                np.save(out, content)
                 out.flush()
                 os.fsync(out.fileno())
         fsync_dir(self.tmp)

@@ -67,10 +67,12 @@ FUSION_DEPTH = 50
 lists hold at most this many items per ranking, the same for every page (stable pagination).
 Two pages of 24 from each ranking; deeper, RRF's 1/(60 + rank) adds little, and every item taken
 costs a catalogue read (bench/hybrid.py)."""
-READ_SPAN = 16
+READ_SPAN = 6
 """Hits of the ranking looked up in the shards' segment lists at first, per result a page still
-needs (then 4 times as many while that is not enough): a scene that matches sends its seconds,
-~10 a result in bench/moments.py's archive."""
+needs (then twice as many while that is not enough): a scene that matches sends its seconds, and
+a page of bench/moments.py's archive reads ~5 hits a result; 6 settles ~80% of its pages in one
+lookup, and looking up 16 a result cost more than the second lookups it spared (each id is a
+binary search in the row map)."""
 RELEVANT_MAX = OFFSET_MAX + K_MAX
 """Most results of a vector search sorted by price or date (the whole relevant set, up to this)."""
 _TEXT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glimpse-keyword")
@@ -584,7 +586,7 @@ class SearchEngine:
         """How many of the ranking's next hits ``ahead`` to read for ``need`` more results, and
         what the shards' lists say of those (None where no shard lists segments: then ``fetch``
         hits, as many as were searched). Looked up a span at a time, ``_lookup_span(need)`` first
-        and 4 times as far while that is not enough: an approximate base spares hundreds."""
+        and twice as far while that is not enough: an approximate base spares hundreds."""
         store, row_map = index.store, index.row_map
         if store is None or row_map is None or not store.lists_segments(row_map):
             return min(fetch, len(ahead)), None
@@ -593,7 +595,7 @@ class SearchEngine:
             count = self._hits_to_read(listed, need, results)
             if count < len(listed.shot) or len(listed.shot) == len(ahead):
                 return count, listed.head(count)
-            span = min(len(ahead), 4 * len(listed.shot))
+            span = min(len(ahead), 2 * len(listed.shot))
             listed = listed.then(store.segments_of_ids(ahead[len(listed.shot) : span], row_map))
 
     @staticmethod

@@ -234,6 +234,12 @@ def test_an_image_after_a_shard_s_last_segment_is_not_listed(tmp_path):
     got = store.segments_of_ids(np.array([6, 5, 1, 4]))
     assert got.listed.tolist() == [False, True, True, True] and got.shot[0] == -1
     assert got.segments["id"][1:].tolist() == [5, 1, 4] and got.shot[1] == got.shot[3] != got.shot[2]
+    # The windows locate a row of such a shard by position, with the same edge.
+    w = store.video_windows(
+        np.array([6, 4]), np.array([1, 1]), np.full(2, 9), np.full(2, 9), np.zeros(2, bool)
+    )
+    assert w.listed.tolist() == [False, True] and w.segments["id"].tolist() == [1, 2, 3, 4, 5]
+    assert w.seed.tolist() == [-1, 3] and w.at_start.tolist() == [False, True]
 
 
 def test_a_map_of_shards_without_lists_says_so_and_a_new_map_asks_again(tmp_path):
