@@ -267,7 +267,7 @@ class SearchEngine:
         depth = max(want, FUSION_DEPTH) if mode == Mode.VECTOR else FUSION_DEPTH
         text_lookup = (
             _TEXT_POOL.submit(text_hits_of, self.library, q.q, depth)
-            if mode != Mode.KEYWORD and not q.then and q.q and q.q.strip()
+            if mode != Mode.KEYWORD and not q.then and q.q and q.q.strip() and self.index.has_ocr_text()
             else None
         )
         try:
@@ -472,7 +472,9 @@ class SearchEngine:
         # ranking needs the same depth on every page, as hybrid's does, or pages disagree.
         if text_hits is None:  # not looked up by the caller
             text_hits = (
-                text_hits_of(self.library, q.q, max(want, FUSION_DEPTH)) if q.q and q.q.strip() else []
+                text_hits_of(self.library, q.q, max(want, FUSION_DEPTH))
+                if q.q and q.q.strip() and self.index.has_ocr_text()
+                else []
             )
         if text_hits:
             want = max(want, FUSION_DEPTH)

@@ -22,6 +22,7 @@ from glimpse.indexer.pipeline import Indexer
 from glimpse.search.embedding import QueryEmbedder
 from glimpse.search.engine import SearchEngine
 from glimpse.search.query import SearchQuery
+from glimpse.search.snapshots import IndexHolder
 from textpics import BUDGET, font, text_picture
 from videos import write_video
 
@@ -177,7 +178,11 @@ def test_turning_ocr_on_later_fills_in_text_without_re_embedding_and_only_once(
     write_video(shop_signs / "clip.mp4", [blank] * 6 + [sign] * 6, fps=2)
     summary = _index(library, tiny_encoder, make_settings(), shop_signs)
     assert summary.indexed == 7
-    engine = SearchEngine(library, make_settings(), QueryEmbedder(tiny_encoder))
+    # A holder that looks for text read in pictures on every search: a served API looks at most
+    # once a second while it has found none (tests/search/test_ocr_presence.py).
+    engine = SearchEngine(
+        library, make_settings(), QueryEmbedder(tiny_encoder), index=IndexHolder(library, min_interval=0.0)
+    )
     assert not any(r.text_matches for r in engine.search(SearchQuery(q="pizzeria", k=7)).results)
     before = _units_and_shards(library)
 
