@@ -111,6 +111,8 @@ def main() -> None:
     if args.build_only:
         return
 
+    import torch  # noqa: F401 - the API holds it for its encoder, and rows widen through it when loaded
+
     from glimpse.core.library import Library
     from glimpse.core.settings import Settings
     from glimpse.search.engine import SearchEngine

@@ -65,6 +65,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> None:
+    import torch  # noqa: F401 - the API holds it for its encoder, and rows widen through it when loaded
+
     from glimpse.core.library import Library
     from glimpse.core.settings import Settings
     from glimpse.search.engine import SearchEngine

@@ -169,6 +169,7 @@ def add(data_dir: Path, start: int, count: int = 1000) -> dict[str, float]:
 # -- measuring ---------------------------------------------------------------------------------
 def measure_search(data_dir: Path, n: int, queries: int) -> dict[str, object]:
     import faiss
+    import torch  # noqa: F401 - the API holds it for its encoder, and re-ranked rows widen through it
 
     from glimpse.core import index as index_module
     from glimpse.core.index import exact_top_k, recall_at
@@ -324,6 +325,8 @@ def measure_visibility(big: Path) -> dict[str, float]:
     """In process, as the API holds it: open the big library's index, add 1,000 vectors in another
     process, then time the API's side of a new version (the refresh, the first ``/v1/stats``
     answer, the background sample) and the whole from the add's commit to that answer."""
+    import torch  # noqa: F401 - as the API holds it (see measure_search)
+
     from glimpse.core.library import Library
     from glimpse.core.settings import Settings
     from glimpse.search import reads

@@ -4,6 +4,8 @@ batches or nothing, and a clear refusal of vectors of another size or model."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +207,27 @@ def test_a_folder_not_in_the_layout_is_refused_with_what_is_missing(tmp_path, mi
         "none",
     )
     assert result.exit_code == 1 and ("img_emb" in result.output)
+
+
+def test_a_bulk_import_into_a_new_library_builds_its_index_without_loading_torch(tmp_path):
+    """Building the index widens the stored float16 rows; only a process that holds torch for its
+    encoder already widens through it. A bulk import holds none and would load it for that (~0.5 GB)."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from glimpse.core.library import Library\n"
+        "from glimpse.core.settings import Settings\n"
+        "from glimpse.core.models import ModelRef\n"
+        "from glimpse.indexer.bulk import Batch, import_stream\n"
+        f"library = Library(Settings(data_dir={str(tmp_path / 'lib')!r}, model='glimpse-tiny', device='cpu'))\n"
+        "v = np.random.default_rng(0).normal(size=(50, 128)).astype(np.float32)\n"
+        "batch = Batch([f'/shop/{i}.jpg' for i in range(50)], v / np.linalg.norm(v, axis=1, keepdims=True))\n"
+        "import_stream(library, ModelRef('glimpse-tiny', 'none'), [batch])\n"
+        "assert len(library.open_index().index.ids()) == 50\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    tests = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tests
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
