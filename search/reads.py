@@ -57,9 +57,8 @@ def read_hits(
 ) -> tuple[list[Hit], dict[int, Asset]]:
     """The hits (in the given order) whose asset is indexed, and those assets, read in one
     session. Ids the catalogue no longer knows (removed since the index was built) are dropped."""
-    pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
-    if min_score is not None:
-        pairs = [(i, s) for i, s in pairs if round(s, SCORE_DECIMALS) >= min_score]
+    ids_, scores_ = ids.tolist(), [float(x) for x in scores]
+    pairs = [(ids_[j], scores_[j]) for j in _passing(ids_, scores_, min_score)]
     if not pairs:
         return [], {}
     # One statement: each unit by primary key and its asset by primary key, the status checked
@@ -74,6 +73,16 @@ def read_hits(
     return hits, assets
 
 
+def _passing(ids: list[int], scores: list[float], min_score: float | None) -> list[int]:
+    """Positions of the real hits (id >= 0) whose score, as reported (SCORE_DECIMALS), reaches
+    ``min_score``: the one rule both reads of hits apply."""
+    return [
+        j
+        for j, (i, score) in enumerate(zip(ids, scores, strict=True))
+        if i >= 0 and (min_score is None or round(score, SCORE_DECIMALS) >= min_score)
+    ]
+
+
 def read_listed_hits(
     library: Library, ids: np.ndarray, scores: np.ndarray, min_score: float | None, listed: SegmentsOf
 ) -> tuple[list[Hit], dict[int, Asset]]:
@@ -85,11 +94,7 @@ def read_listed_hits(
     is dropped, as there; its unit is taken as the served index holds it, as moments take the
     segments around it (search/windows.py)."""
     ids_, scores_ = ids.tolist(), [float(x) for x in scores]
-    keep = [
-        j
-        for j, (i, score) in enumerate(zip(ids_, scores_, strict=True))
-        if i >= 0 and (min_score is None or round(score, SCORE_DECIMALS) >= min_score)
-    ]
+    keep = _passing(ids_, scores_, min_score)
     on_list = listed.listed.tolist()
     off = [j for j in keep if not on_list[j]]
     others, assets = read_hits(library, ids[off], scores[off], None) if off else ([], {})
