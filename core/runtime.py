@@ -34,3 +34,26 @@ def let_idle_threads_sleep() -> None:
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", str(IDLE_SPINS))
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_IDLE_TIMEOUT))
+
+
+def keep_blas_in_calling_thread() -> None:
+    """numpy's (and FAISS's) OpenBLAS runs each matrix product in the thread that asks for it, in
+    a process that answers queries. Loads numpy and FAISS (threadpoolctl finds the libraries
+    loaded, and sets their thread count through their own API), so call it after
+    :func:`let_idle_threads_sleep`.
+
+    A query's products are small: the relevance calibration (2,048 x 512), re-ranking (~400 x
+    512) and a page's moment windows (~1,200 x 512), each 0.05-0.15 ms on one core. OpenBLAS
+    splits such a product across its pool, whose threads sleep between queries (see
+    :func:`let_idle_threads_sleep`): each product then waits for a sleeping thread to wake and
+    be scheduled, and on a busy machine that wait is where the time goes (a window product:
+    p50 90 us, mean 1.6 ms, p90 4.9 ms while another process used the cores). Concurrent
+    requests would also contend for that one pool; on one thread each uses its own core. FAISS's
+    index searches are unaffected: at one query it scans with its own kernels, not BLAS.
+    Not for the indexer, whose batched products (recall tuning) do use both cores.
+    """
+    import faiss  # noqa: F401 - loaded, so that its OpenBLAS is found too
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")

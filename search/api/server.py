@@ -43,14 +43,17 @@ def run_server(settings: Settings, insecure: bool = False) -> None:
     let_idle_threads_sleep()  # before torch and FAISS load
     import uvicorn
 
+    from glimpse.core.runtime import keep_blas_in_calling_thread
     from glimpse.search.api.app import create_app
 
+    app = create_app(settings)  # loads numpy and FAISS
+    keep_blas_in_calling_thread()
     if not is_loopback(settings.host) and not settings.api_keys:
         log.warning("serving on %s without API keys (--insecure)", settings.host)
     # One process: the model and the index are loaded once and shared by all requests
     # (the thread pool and the micro-batchers give the concurrency).
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",

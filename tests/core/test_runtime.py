@@ -3,6 +3,7 @@ explicitly wins."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -52,3 +53,47 @@ def test_the_commands_that_load_the_models_set_it_before_numpy_is_imported():
     code = "import sys, glimpse.cli, glimpse.search.api.server; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_query_process_runs_blas_products_in_the_calling_thread():
+    # In a fresh process (the limit is process-wide): every BLAS library numpy and FAISS loaded,
+    # at one thread after the call, whatever it was before.
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from glimpse.core.runtime import keep_blas_in_calling_thread as keep;"
+        "from threadpoolctl import threadpool_info; keep();"
+        "print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas']))"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    libraries = json.loads(out.stdout)
+    assert any("numpy" in path for path, _ in libraries), libraries  # numpy's own OpenBLAS was found
+    assert all(threads == 1 for _, threads in libraries), libraries
+
+
+def test_glimpse_serve_limits_blas_before_it_serves(tmp_path):
+    # run_server, up to the point where uvicorn would take over (in a fresh process: the limit
+    # is process-wide): by then every BLAS library is at one thread.
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, uvicorn; from threadpoolctl import threadpool_info;"
+        "from glimpse.core.settings import Settings; from glimpse.search.api import server;"
+        "uvicorn.run = lambda app, **kw: print(json.dumps("
+        "[i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']));"
+        "server.run_server(Settings(data_dir=sys.argv[1]))"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    env.pop("GLIMPSE_HOST", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    threads = json.loads(out.stdout.strip().splitlines()[-1])
+    assert threads and all(t == 1 for t in threads), threads
