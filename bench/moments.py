@@ -68,9 +68,12 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     import torch  # noqa: F401 - the API holds it for its encoder, and rows widen through it when loaded
 
     from glimpse.core.library import Library
+    from glimpse.core.runtime import keep_blas_in_calling_thread
     from glimpse.core.settings import Settings
     from glimpse.search.engine import SearchEngine
     from glimpse.search.query import SearchQuery
+
+    keep_blas_in_calling_thread()  # numpy and FAISS loaded (above): as `glimpse serve` runs products
 
     # Topics, archive and queries each from their own stream: a kept archive (--data-dir) is
     # queried with the same queries as when it was built.
