@@ -281,8 +281,8 @@ def measure_http(big: Path, small: Path, start: int) -> dict[str, object]:
         url = f"http://127.0.0.1:{port}"
         # The requests go through the standard library's client on one kept-alive connection,
         # as a load tester's would: what is timed is the API, not a client library. httpx (the
-        # webui's and `glimpse search`'s client) is timed too, beside it: it adds ~0.3-0.7 ms a
-        # request of its own (README, "Large libraries").
+        # webui's and `glimpse search`'s client) is timed too, beside it: it spent ~0.6-1 ms a
+        # request of its own (README, "Large libraries", "A seventh look").
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             wait_ready(url, proc)

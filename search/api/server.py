@@ -46,8 +46,8 @@ def run_server(settings: Settings, insecure: bool = False) -> None:
     from glimpse.core.runtime import keep_blas_in_calling_thread
     from glimpse.search.api.app import create_app
 
-    app = create_app(settings)  # loads numpy and FAISS
-    keep_blas_in_calling_thread()
+    app = create_app(settings)
+    keep_blas_in_calling_thread()  # a query's small products stay on its own thread
     if not is_loopback(settings.host) and not settings.api_keys:
         log.warning("serving on %s without API keys (--insecure)", settings.host)
     # One process: the model and the index are loaded once and shared by all requests
