@@ -135,12 +135,26 @@ def _domain_handler(status: int, code: str) -> Callable[[Request, Exception], Aw
 def _invalid(errors: Any) -> JSONResponse:
     details = [_detail(e) for e in errors]
     message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+    # A body that is not JSON at all is a 400 (it cannot be parsed), as the README and the
+    # OpenAPI document say, whichever route parsed it (FastAPI for a model body, a route itself).
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response(400, "invalid_json", message, details=details)
     return error_response(422, "invalid_request", message or "invalid request", details=details)
 
 
 def _detail(error: dict[str, Any]) -> dict[str, Any]:
     """One validation error as {field, message, type}: the field as a dotted path without 'body'/'query'."""
     loc = [str(p) for p in error.get("loc", ())]
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character where parsing failed in the location, pydantic's own
+        # parser says where in its message: neither is a field.
+        reason = str((error.get("ctx") or {}).get("error") or error.get("msg", "invalid JSON"))
+        at = f" (at character {loc[1]})" if len(loc) == 2 and loc[0] == "body" else ""
+        return {"field": "", "message": f"the body is not valid JSON: {reason}{at}", "type": "json_invalid"}
+    if loc == ["body"] and error.get("type") == "missing":
+        return {"field": "", "message": "a JSON object body is required", "type": "missing"}
+    if loc == ["body"] and error.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+        return {"field": "", "message": "the body must be a JSON object", "type": str(error.get("type"))}
     if loc and loc[0] in ("body", "query", "path", "header", "form"):
         loc = loc[1:]
     return {

@@ -379,6 +379,30 @@ def test_whitespace_only_text_is_refused_alike_by_search_and_embed(small, blank)
     assert_error(small.client.post("/v1/search", json={"q": "red", "then": [blank]}), 422, "invalid_request")
 
 
+# -- bodies that are not JSON objects -------------------------------------------------------------
+NOT_JSON = [b'{"q": "a red circle", "k": 5', b"not json at all", b'{"q": "red",}']
+
+
+@pytest.mark.parametrize("body", NOT_JSON)
+@pytest.mark.parametrize("route", ["/v1/search", "/v1/embed"])
+def test_a_body_that_is_not_json_is_a_400_saying_so_on_every_route(small, route, body):
+    """Whichever parser meets it (FastAPI's for a model body, the route's own), the same answer:
+    400 invalid_json, no position passed off as a field name."""
+    r = small.client.post(route, content=body, headers={"Content-Type": "application/json"})
+    error = assert_error(r, 400, "invalid_json")
+    assert error["message"].startswith("the body is not valid JSON: "), error
+    assert all(d["field"] == "" for d in error["details"]), error
+
+
+@pytest.mark.parametrize(
+    ("body", "says"), [(b"", "a JSON object body is required"), (b"[1, 2]", "must be a JSON object")]
+)
+def test_a_search_body_that_is_no_object_says_what_is_wanted(small, body, says):
+    r = small.client.post("/v1/search", content=body, headers={"Content-Type": "application/json"})
+    error = assert_error(r, 422, "invalid_request")
+    assert says in error["message"], error
+
+
 # -- extreme aspect ratios -----------------------------------------------------------------------
 STRIPS = [(1, 40_000, "PNG"), (40_000, 1, "PNG"), (3, 29_000, "PNG"), (30_000, 2, "JPEG")]
 

@@ -175,9 +175,10 @@ def test_invalid_parameters_are_422_in_the_error_shape(client, body, field):
         assert_error(client.get("/v1/search", params=params), 422, "invalid_request")
 
 
-def test_malformed_json_body_is_422(client):
+def test_malformed_json_body_is_400_as_documented(client):
+    # README: 400 for a body that cannot be parsed (test_api_edges.py covers every route's parser)
     r = client.post("/v1/search", content=b"{bad", headers={"content-type": "application/json"})
-    assert_error(r, 422, "invalid_request")
+    assert_error(r, 400, "invalid_json")
 
 
 def test_a_query_with_nothing_to_search_for_is_422(client):
