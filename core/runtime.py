@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 # How many times an idle OpenMP thread checks for work before it sleeps (libgomp's
 # GOMP_SPINCOUNT; torch and FAISS both use libgomp). 10,000 checks take ~0.1 ms here: enough to
@@ -57,3 +62,42 @@ def keep_blas_in_calling_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+@contextmanager
+def torch_in_calling_thread() -> Iterator[bool]:
+    """Inside the block, torch runs its operators in the calling thread only; yields whether it
+    could (False: torch is not loaded, or no OpenMP runtime was found, and nothing changed).
+
+    For a conversion or product of a few hundred rows, which torch would split over its OpenMP
+    pool: the pool's threads sleep between queries (:func:`let_idle_threads_sleep`), and waking
+    them cost more than the work (1,200 x 512 float16 rows widened: p50 0.72 ms on the pool,
+    0.25 ms in the calling thread, with the pool idle 3 ms between calls; bench of 2026-12-08).
+    The limit is the calling thread's own (OpenMP keeps the thread count per thread: other
+    threads, such as another request's text encoding, keep the pool), and it is undone on exit.
+    """
+    torch = sys.modules.get("torch")
+    pools = _openmp_runtimes() if torch is not None else []
+    if torch is None or not pools:
+        yield False
+        return
+    # torch sets a thread's OpenMP thread count on the first operator the thread runs: it must
+    # have done so before the limit, or it would undo the limit.
+    torch.get_num_threads()
+    before = [pool.get_num_threads() for pool in pools]
+    for pool in pools:
+        pool.set_num_threads(1)
+    try:
+        yield True
+    finally:
+        for pool, n in zip(pools, before, strict=True):
+            pool.set_num_threads(n)
+
+
+@functools.cache
+def _openmp_runtimes() -> list[Any]:
+    """threadpoolctl's controllers of the OpenMP runtimes loaded (torch's, FAISS's), found once
+    (~1 ms); each sets the calling thread's count through the runtime's own API."""
+    from threadpoolctl import ThreadpoolController
+
+    return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "openmp"]

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from glimpse.core.fsutil import atomic_write, fsync_dir, remove_stale_temp_files
+from glimpse.core.runtime import torch_in_calling_thread
 
 _SHARD = re.compile(r"^shard-(\d{8})-[0-9a-f]{8}(\.npz)?$")
 SEGMENT_DTYPE = np.dtype(
@@ -168,17 +169,17 @@ def _int_array(values: np.ndarray) -> array.array[int]:
 
 
 WIDEN_ROWS = 32_767
-"""Elements widened per step, under torch's parallel grain (32,768): each step runs in the
-calling thread. Waking torch's other threads for a few hundred rows cost more than the
-conversion (400 rows of 512: 372 µs against 80 µs a step at a time, threads idle between
-queries; 1,250 rows: 522 against 244 µs; bench of 2026-12-07)."""
+"""Elements widened per step where torch's threads cannot be kept out (no OpenMP runtime
+found): under torch's parallel grain (32,768), so each step runs in the calling thread."""
 
 
 def widen(half: np.ndarray) -> np.ndarray:
     """float16 rows (n, D) as float32, bit for bit (IEEE conversion), through torch's vectorised
-    cast, a block of rows at a time in the calling thread (see :data:`WIDEN_ROWS`): 1,250 rows of
-    512 take ~0.25 ms here, against 0.64 through FAISS's fp16 decoder and 2.0 with numpy's
-    ``astype`` (numpy converts one number at a time).
+    cast in the calling thread (:func:`~glimpse.core.runtime.torch_in_calling_thread`): 1,200
+    rows of 512 take ~0.25 ms here, against ~0.45 in 63-row steps (each step's dispatch costs
+    more than its conversion), ~0.7 on torch's pool (its threads woken for each call), 0.64
+    through FAISS's fp16 decoder and 1-2 with numpy's ``astype`` (numpy converts one number at a
+    time); bench of 2026-12-08.
 
     Only where torch is loaded already (the API and the indexer load it for the encoder): a
     process without an encoder that builds an index (a bulk import through
@@ -195,9 +196,10 @@ def widen(half: np.ndarray) -> np.ndarray:
     if not half.flags.writeable:  # torch shares the memory and wants to be free to write it
         half = half.copy()
     src, dst = torch.from_numpy(half), torch.from_numpy(out)
-    step = max(1, WIDEN_ROWS // dim)
-    for i in range(0, n, step):
-        dst[i : i + step].copy_(src[i : i + step])
+    with torch_in_calling_thread() as alone:
+        step = n if alone else max(1, WIDEN_ROWS // dim)
+        for i in range(0, n, step):
+            dst[i : i + step].copy_(src[i : i + step])
     return out
 
 

@@ -97,3 +97,46 @@ def test_glimpse_serve_limits_blas_before_it_serves(tmp_path):
     )
     threads = json.loads(out.stdout.strip().splitlines()[-1])
     assert threads and all(t == 1 for t in threads), threads
+
+
+_IN_CALLING_THREAD = """
+import json, threading, torch
+from glimpse.core.runtime import torch_in_calling_thread
+seen = {"before": torch.get_num_threads()}
+def other():
+    seen["other thread, meanwhile"] = torch.get_num_threads()
+with torch_in_calling_thread() as alone:
+    seen["alone"] = alone
+    seen["inside"] = torch.get_num_threads()
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+seen["after"] = torch.get_num_threads()
+print(json.dumps(seen))
+"""
+
+
+def test_torch_runs_in_the_calling_thread_only_inside_the_block_and_other_threads_keep_the_pool():
+    # In a fresh process with a pool of two, so that one thread is a change (thread counts are
+    # process state).
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_CALLING_THREAD], capture_output=True, text=True, check=True, env=env
+    )
+    seen = json.loads(out.stdout)
+    assert seen == {"before": 2, "alone": True, "inside": 1, "other thread, meanwhile": 2, "after": 2}
+
+
+def test_without_torch_the_block_changes_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from glimpse.core.runtime import torch_in_calling_thread\n"
+        "with torch_in_calling_thread() as alone: print(alone, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

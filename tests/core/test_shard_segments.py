@@ -169,15 +169,22 @@ def test_compaction_keeps_each_live_segment_listed_beside_its_vector(tmp_path):
     np.testing.assert_array_equal(moved.vectors, store.rows(np.arange(21, 26)))
 
 
-def test_widening_float16_rows_is_bit_for_bit_numpy_s_cast():
+@pytest.mark.parametrize("openmp", [True, False], ids=["one-cast-in-the-calling-thread", "in-steps"])
+def test_widening_float16_rows_is_bit_for_bit_numpy_s_cast(openmp, monkeypatch):
+    import torch  # noqa: F401 - rows widen through torch where it is loaded
+
+    from glimpse.core import runtime
+
+    if not openmp:  # no OpenMP runtime found to keep torch in the calling thread: steps instead
+        monkeypatch.setattr(runtime, "_openmp_runtimes", list)
     half = (np.random.default_rng(3).standard_normal((300, 64)) * 3).astype(np.float16)
     half[0, :5] = [np.inf, -np.inf, -0.0, 6e-8, 65504]  # infinities, a negative zero, subnormal, max
     wide = widen(half)
     assert wide.dtype == np.float32
     assert np.array_equal(wide.view(np.uint32), half.astype(np.float32).view(np.uint32))
     assert widen(half[:0]).shape == (0, 64)
-    # Wide rows go a block at a time (WIDEN_ROWS elements): every block, the last one short, and
-    # a read-only input (a memory-mapped shard's rows) come out the same.
+    # Many rows (in steps: every step, the last one short) and a read-only input (a
+    # memory-mapped shard's rows) come out the same.
     many = (np.random.default_rng(4).standard_normal((1000, 512)) * 3).astype(np.float16)
     many.flags.writeable = False
     assert 3 * WIDEN_ROWS < 1000 * 512 and 1000 % (WIDEN_ROWS // 512) != 0
