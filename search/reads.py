@@ -40,9 +40,11 @@ class ItemNotFound(LookupError):
     """No item (or unit) with this id, or not an indexed one where that is required."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
-    """One unit the index returned, with its time range when it is a video segment."""
+    """One unit the index returned, with its time range when it is a video segment. Not frozen
+    (nothing changes one): a page of moments makes ~100, and a frozen dataclass takes ~3x as
+    long to make (0.9 against 0.3 µs)."""
 
     unit_id: int
     asset_id: int

@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from glimpse.core.index import VectorIndex
-from glimpse.search.moments import BLOCK, Reader, Run, SegmentTable, grow_by_reads, runs_in_windows
+from glimpse.search.moments import (
+    BLOCK,
+    Reader,
+    Run,
+    SegmentTable,
+    grow_by_reads,
+    runs_in_windows,
+    settle_runs,
+)
 
 SHOT_REACH = 4 * BLOCK
 """Segments read on each side of a seed at most at first, when no cut comes sooner."""
@@ -70,15 +78,14 @@ def grow_in_windows(
         open_after = (hi == bounds[1:] - 1) & ~w.at_end
         again = listed & (lo >= 0) & (open_before | open_after)
         table = SegmentTable(seg["id"], seg["t_start"], seg["t_end"], seg["t_best"], seg["cut"])
-        for run, ok, first, last, more in zip(
-            todo, listed.tolist(), lo.tolist(), hi.tolist(), again.tolist(), strict=True
-        ):
+        done = listed & (lo >= 0) & ~again
+        for run, ok, first in zip(todo, listed.tolist(), lo.tolist(), strict=True):
             if not ok:
                 unlisted.append(run)
             elif first < 0:
                 run.settled = True  # gone, or below its band: no moment grows here
-            elif not more:
-                run.settle(table, scores, first, last)
+        at = np.flatnonzero(done)
+        settle_runs([todo[j] for j in at.tolist()], table, scores, lo[at], hi[at])
         if not again.any():
             break
         idx = np.flatnonzero(again)
