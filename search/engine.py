@@ -646,7 +646,7 @@ class SearchEngine:
         for h in hits[len(seeds) :]:
             video = h.t_start is not None and h.asset_id in videos
             seeds.append(Seed(h.asset_id, h.unit_id, h.score, h.t_start or 0.0, video))
-            if video and not h.score <= peaks.get(h.asset_id, -math.inf):
+            if video and (h.asset_id not in peaks or h.score > peaks[h.asset_id]):
                 peaks[h.asset_id] = h.score
         # No background sample means an empty index, which has no hits (the peak stands in).
         bands = {a: band(peak, peak if typical is None else typical, floor) for a, peak in peaks.items()}
