@@ -749,7 +749,8 @@ class SearchEngine:
             for h in hits:
                 if assets[h.asset_id].kind == Kind.VIDEO and h.asset_id not in exclude_items:
                     candidates.setdefault(h.asset_id, assets[h.asset_id])
-        typicals = [self._typical(step) for step in steps]
+        calibrations = [self._calibration(step) for step in steps]
+        typicals = [None if c is None else c.typical for c in calibrations]
         found: list[tuple[Asset, SequenceMatch]] = []
         for asset_id, asset in candidates.items():
             table, scores = self._scored_segments(asset, steps)
@@ -785,6 +786,15 @@ class SearchEngine:
             )
             for asset, chain in found
         ]
+        judged = [c for c in calibrations if c is not None]  # none only for an empty library
+        if len(judged) == len(steps):
+            # Every step must match: a chain is as relevant as its least relevant step, each step
+            # judged against its own query's background (relevant_only keeps a chain whose every
+            # step would pass alone).
+            for r, (_, chain) in zip(results, found, strict=True):
+                r.relevance = round(
+                    min(c.relevance(m.score) for c, m in zip(judged, chain.steps, strict=True)), 4
+                )
         return results, len(results) > offset + q.k
 
 

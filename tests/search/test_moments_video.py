@@ -100,6 +100,35 @@ def test_a_sequence_query_finds_the_ordered_pair_and_not_the_reversed_one(engine
     assert [r for r in far_enough.results if r.path.endswith("three-scenes.mp4")]
 
 
+def test_a_sequence_is_as_relevant_as_its_weakest_step_and_relevant_only_keeps_the_relevant_ones(
+    engine,
+) -> None:  # type: ignore[no-untyped-def]
+    # The UI asks with relevant_only on: a chain without a relevance was always cut.
+    def relevance_alone(text: str, step: dict) -> float | None:  # type: ignore[type-arg]
+        page = engine.search(SearchQuery(q=text, media="video", k=20)).results
+        return next(
+            r.relevance
+            for r in page
+            if r.path.endswith("three-scenes.mp4") and near((r.start, r.end), (step["start"], step["end"]))
+        )
+
+    for then, within in ((["a green triangle"], 15), (["a blue square"], 5)):
+        every = engine.search(SearchQuery(q="a red circle", then=then, within=within, k=10)).results
+        (hit,) = [r for r in every if r.path.endswith("three-scenes.mp4")]
+        assert hit.steps is not None
+        alone = [relevance_alone(t, s) for t, s in zip(["a red circle", *then], hit.steps, strict=True)]
+        assert hit.relevance == min(alone), (hit.relevance, alone)  # type: ignore[type-var]
+        kept = engine.search(
+            SearchQuery(q="a red circle", then=then, within=within, k=10, relevant_only=True)
+        ).results
+        assert [(r.id, r.start) for r in kept] == [
+            (r.id, r.start) for r in every if r.relevance is not None and r.relevance >= 0.5
+        ]
+        # Red then green: both scenes stand out in this library, so the chain is kept. Red then
+        # blue: two-angles.mp4 is all blue square, so a blue square is ordinary here, and cut.
+        assert (hit.id in {r.id for r in kept}) == (then == ["a green triangle"]), alone
+
+
 def test_moments_stay_whole_across_pages_and_with_filters(engine) -> None:  # type: ignore[no-untyped-def]
     whole = engine.search(SearchQuery(q="a blue square", media="video", k=50)).results
     pages, offset = [], 0
