@@ -115,7 +115,11 @@ class ResultOut(BaseModel):
         description="Cosine similarity to the query (higher is closer); with mode=keyword, the "
         "full-text engine's score."
     )
-    media_url: str
+    media_url: str = Field(
+        description="The original file (`GET /v1/media/{id}`, with HTTP Range). For a video moment it "
+        "ends in `#t=<best_time>` (a W3C Media Fragments start time, never sent to the server), so "
+        "a browser or player opening it starts at the moment's best time."
+    )
     thumbnail_url: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: float | None = Field(None, description="Video moments: start, in seconds.")
@@ -141,12 +145,21 @@ class ResultOut(BaseModel):
     @classmethod
     def build(cls, result: Result, prefix: str, paths: PathDisplay) -> ResultOut:
         """The JSON of an engine result; links start at ``prefix`` (where the API is mounted)."""
+        media_url = f"{prefix}/v1/media/{result.id}"
+        if result.best_time is not None:
+            media_url += f"#t={_npt(result.best_time)}"
         shown = {
             "path": paths.show(result.path),
-            "media_url": f"{prefix}/v1/media/{result.id}",
+            "media_url": media_url,
             "thumbnail_url": f"{prefix}/v1/thumbnails/{result.unit_id}",
         }
         return cls.model_validate({**vars(result), **shown})
+
+
+def _npt(seconds: float) -> str:
+    """Seconds as a Media Fragments normal-play-time value: ``730``, ``12.5`` (to the millisecond,
+    never in exponent form)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 class SearchResponse(BaseModel):
@@ -178,7 +191,7 @@ class SearchResponse(BaseModel):
                             "path": "archive/dock.mp4",
                             "title": None,
                             "score": 0.27,
-                            "media_url": "/v1/media/12",
+                            "media_url": "/v1/media/12#t=730",
                             "thumbnail_url": "/v1/thumbnails/95",
                             "metadata": {"duration": 600.0},
                             "start": 723.0,
@@ -340,10 +353,19 @@ class StatsOut(_Open):
     )
 
 
+class FieldErrorOut(BaseModel):
+    field: str = Field(description="The offending field as a dotted path; empty for the body as a whole.")
+    message: str
+    type: str = Field(description="pydantic's error type, e.g. `missing`, `int_parsing`, `json_invalid`.")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid_filter"])
     message: str = Field(examples=["unknown filter field(s): colour; allowed: category, ..."])
     status: int = Field(examples=[422])
+    details: list[FieldErrorOut] | None = Field(
+        None, description="400 `invalid_json` and 422 `invalid_request`: each offending field."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -263,6 +263,11 @@ def test_video_hits_are_moments_inside_their_video(client, served):
     for r in results:
         assert r["start"] <= r["best_time"] <= r["end"]
         assert r["start"] >= 0 and r["end"] <= r["metadata"]["duration"] + 0.5
+        # A player opening media_url starts at the best time (the fragment stays with the client).
+        url, _, fragment = r["media_url"].partition("#")
+        assert url == f"/v1/media/{r['id']}" and fragment.startswith("t=")
+        assert float(fragment[2:]) == pytest.approx(r["best_time"], abs=5e-4)
+        assert client.get(r["media_url"], headers={"Range": "bytes=0-9"}).status_code == 206
         item = client.get(f"/v1/items/{r['id']}").json()
         assert r["unit_id"] in [u["unit_id"] for u in item["units"]]
     per_video = {}
