@@ -291,6 +291,9 @@ def _print_summary(report: dict[str, Any]) -> None:
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=200, help="Number of results.")] = 10,
+    offset: Annotated[
+        int, typer.Option(min=0, help="Results to skip: the next page of -k 10 is --offset 10.")
+    ] = 0,
     image: Annotated[Path | None, typer.Option(help="An example image file to search with.")] = None,
     negative: Annotated[str | None, typer.Option("--not", help="Move away from this text.")] = None,
     media: Annotated[str, typer.Option(help="all | image | video")] = "all",
@@ -338,6 +341,7 @@ def search(
         "negative": negative,
         "media": media,
         "k": k,
+        "offset": offset,
         "then": then or [],
         "within": within,
         "mode": mode,
@@ -392,7 +396,7 @@ def _search_here(s: Settings, q: Any, image: Path | None, explicit: bool) -> lis
 
 def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> None:
     """The same output whether the API or this process answered: JSON rows, or a table."""
-    from glimpse.search.moments import format_span
+    from glimpse.search.moments import format_instant, format_span
 
     if as_json:
         thumbs = s.data_dir.resolve() / "thumbs"
@@ -431,6 +435,8 @@ def _print_results(rows: list[dict[str, Any]], s: Settings, as_json: bool) -> No
             where += " @ " + " then ".join(format_span(step["start"], step["end"]) for step in r["steps"])
         elif r.get("start") is not None and r.get("end") is not None:
             where += f" @ {format_span(r['start'], r['end'])}"
+            if r.get("best_time") is not None:  # where its thumbnail is, and where to play from
+                where += f", best {format_instant(r['best_time'])}"
         if r.get("title"):
             where = f"{escape(r['title'])}  [dim]{where}[/]"
         for match in r.get("text_matches") or []:

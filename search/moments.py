@@ -618,6 +618,13 @@ def format_span(start: float, end: float) -> str:
     return f"{format_timestamp(start)}–{format_timestamp(math.ceil(end))}"
 
 
+def format_instant(seconds: float) -> str:
+    """A time to the tenth of a second, rounded down: 5.04 -> ``"00:00:05.0"`` (where a moment's
+    best frame is); ValueError as :func:`format_timestamp`."""
+    format_timestamp(seconds)  # the same checks
+    return _tenths(seconds)
+
+
 def _tenths(seconds: float, up: bool = False) -> str:
     tenths = math.ceil(seconds * 10 - 1e-9) if up else math.floor(seconds * 10 + 1e-9)
     whole, tenth = divmod(tenths, 10)

@@ -113,3 +113,15 @@ def test_the_apis_refusal_is_shown_as_the_clis_error(library, server, tmp_path) 
     done = glimpse(env_for(library, server), "search", "--image", str(fake))
     assert done.returncode == 1
     assert "not an image in an accepted format" in done.stderr
+
+
+def test_offset_pages_the_same_ranking_through_the_api_and_locally(library, server) -> None:
+    env = env_for(library, server)
+    for where in ([], ["--local"]):
+        whole = glimpse(env, "search", "a red thing", "-k", "3", "--json", *where)
+        page = glimpse(env, "search", "a red thing", "-k", "2", "--offset", "1", "--json", *where)
+        assert whole.returncode == 0 and page.returncode == 0, (whole.stderr, page.stderr)
+        ids = [r["id"] for r in json.loads(whole.stdout)["results"]]
+        assert [r["id"] for r in json.loads(page.stdout)["results"]] == ids[1:3]
+    refused = glimpse(env, "search", "a red thing", "--offset", "-1")
+    assert refused.returncode != 0 and "offset" in refused.stderr.lower()

@@ -9,6 +9,7 @@ import pytest
 from glimpse.search.moments import (
     Segment,
     fit_moments,
+    format_instant,
     format_span,
     format_timestamp,
     sequences,
@@ -130,3 +131,28 @@ def test_format_timestamp_refuses_impossible_times(bad: float) -> None:
 )
 def test_a_displayed_time_range_is_never_empty(start: float, end: float, text: str) -> None:
     assert format_span(start, end) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(5.04, "00:00:05.0"), (0.0, "00:00:00.0"), (3725.96, "01:02:05.9")]
+)
+def test_a_best_time_is_shown_to_the_tenth_rounded_down(seconds: float, text: str) -> None:
+    assert format_instant(seconds) == text
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_format_instant_refuses_impossible_times(bad: float) -> None:
+    with pytest.raises(ValueError):
+        format_instant(bad)
+
+
+def test_the_cli_table_shows_where_a_moment_is_best(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from glimpse.cli import _print_results
+    from glimpse.core.settings import Settings
+
+    row = {
+        "id": 3, "unit_id": 9, "kind": "video", "path": "dock.mp4", "score": 0.3, "title": None,
+        "start": 3.0, "end": 7.0, "best_time": 5.0, "matched": {},
+    }  # fmt: skip
+    _print_results([row], Settings(data_dir=tmp_path), as_json=False)
+    assert "dock.mp4 @ 00:00:03.0–00:00:07.0, best 00:00:05.0" in capsys.readouterr().out
