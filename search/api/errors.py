@@ -108,8 +108,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _invalid(exc.errors())
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        sent = request.headers.get("content-type")
+        if sent is not None and not _is_json(sent) and any(_whole_body(e) for e in errors):
+            # FastAPI parses a body as JSON only when it says it is (or says nothing): a JSON
+            # body sent as a form (curl -d) was never read, and "must be a JSON object" misled.
+            return error_response(
+                415,
+                "unsupported_media_type",
+                f"send the body as JSON, with Content-Type: application/json (this request sent {sent!r})",
+            )
+        return _invalid(errors)
 
     @app.exception_handler(ValidationError)
     async def _pydantic_error(_request: Request, exc: ValidationError) -> JSONResponse:
@@ -140,6 +150,19 @@ def _invalid(errors: Any) -> JSONResponse:
     if any(d["type"] == "json_invalid" for d in details):
         return error_response(400, "invalid_json", message, details=details)
     return error_response(422, "invalid_request", message or "invalid request", details=details)
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _whole_body(error: dict[str, Any]) -> bool:
+    """The body as a whole is missing or of the wrong type (not one field of it)."""
+    return tuple(error.get("loc", ())) == ("body",) and error.get("type") in _BODY_TYPES
+
+
+_BODY_TYPES = ("missing", "model_attributes_type", "dict_type", "model_type", "json_invalid")
 
 
 def _detail(error: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 - Every 422 has the API's one error shape (``ErrorResponse``), not FastAPI's ``HTTPValidationError``
   (which the server never sends: ``errors.py`` turns validation errors into that shape).
 - A body that cannot be parsed at all (JSON that is not UTF-8, a multipart without its boundary or
-  with too many parts) is a 400 on every route that takes a body.
+  with too many parts) is a 400 on every route that takes a body; a JSON body sent under another
+  Content-Type is a 415.
 - A multipart form has no null: a field left out is None, and the text ``null`` is not a number.
   FastAPI documents an optional form field as ``anyOf: [number, null]``, which invites clients
   (and schemathesis) to send ``null``; the form's schema lists the non-null type alone.
@@ -27,6 +28,12 @@ _INVALID = {
 _UNPARSABLE = {
     "description": "A body that cannot be parsed (not UTF-8 JSON; a multipart without its boundary "
     "or with too many parts)",
+    "content": {"application/json": {"schema": _ERROR_REF}},
+}
+
+
+_NOT_JSON = {
+    "description": "The body was sent with a Content-Type other than JSON (`application/json`)",
     "content": {"application/json": {"schema": _ERROR_REF}},
 }
 
@@ -56,6 +63,8 @@ def correct(doc: dict[str, Any]) -> dict[str, Any]:
                 responses["422"] = {**_INVALID, "description": _better(description)}
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = _UNPARSABLE
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                responses.setdefault("415", _NOT_JSON)
             form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
             if form is not None:
                 ref = form["schema"].get("$ref", "")

@@ -73,7 +73,10 @@ async def embed(request: Request, service: ServiceDep) -> EmbedResponse:
         body = EmbedRequest.model_validate_json(await request.body() or b"{}")
         return await run_in_threadpool(_embed_text, service, body.text)
     raise ApiError(
-        415, "unsupported_media_type", 'send JSON {"text": ...} or multipart with an image in `file`'
+        415,
+        "unsupported_media_type",
+        'send JSON {"text": ...} with Content-Type: application/json, or multipart/form-data with an '
+        f"image in `file` (this request sent {request.headers.get('content-type')!r})",
     )
 
 

@@ -403,6 +403,20 @@ def test_a_search_body_that_is_no_object_says_what_is_wanted(small, body, says):
     assert says in error["message"], error
 
 
+@pytest.mark.parametrize("sent", ["application/x-www-form-urlencoded", "text/plain"])
+@pytest.mark.parametrize("body", [b'{"q": "red", "k": 1}', b'{"q": "red"'])
+@pytest.mark.parametrize("route", ["/v1/search", "/v1/embed"])
+def test_a_body_sent_as_something_other_than_json_is_a_415_naming_the_content_type(small, route, body, sent):
+    # `curl -d` sends a form's type: the body was never read as JSON, so no 422 about its shape.
+    r = small.client.post(route, content=body, headers={"Content-Type": sent})
+    error = assert_error(r, 415, "unsupported_media_type")
+    assert "application/json" in error["message"] and sent in error["message"], error
+    # ...and the OpenAPI document says so, with the error shape's `details` described.
+    doc = small.client.get("/openapi.json").json()
+    assert "415" in doc["paths"][route]["post"]["responses"]
+    assert "details" in doc["components"]["schemas"]["ErrorDetail"]["properties"]
+
+
 # -- extreme aspect ratios -----------------------------------------------------------------------
 STRIPS = [(1, 40_000, "PNG"), (40_000, 1, "PNG"), (3, 29_000, "PNG"), (30_000, 2, "JPEG")]
 
